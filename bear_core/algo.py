@@ -1,0 +1,366 @@
+"""BEAR: the reference's public API over BEARModules (networks) and `losses.update_step` (math).
+
+Scalers live at this boundary: observations are scaled and actions mapped between the data's own
+range and tanh's [-1, 1] here, never inside the math.
+
+`predict` is deterministic: the greedy action tanh(mu(s)) of the policy, mapped back to the data's
+action range. Same input, same output, and exported graphs reproduce it exactly.
+`sample_action` draws a ~ pi_phi(.|s) from the model's own seeded generator.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bear_core.config import BEARConfig
+from bear_core.dataset.batch import TransitionBatch
+from bear_core.device import resolve_device
+from bear_core.errors import NotBuiltError
+from bear_core.io_utils import atomic_write_with
+from bear_core.losses import update_step
+from bear_core.modules import BEARModules, TorchBatch
+
+# Parameters that shape the networks: fixed once they are built.
+STRUCTURAL = frozenset(
+    {
+        "n_critics",
+        "use_batch_norm",
+        "q_func_type",
+        "encoder_params",
+        "imitator_type",
+        "scaler",
+        "action_scaler",
+        "use_gpu",
+        "bootstrap",
+        "share_encoder",
+        "augmentation",
+        "dynamics",
+        "vae_kl_weight",
+    }
+)
+OPTIMIZER_RATES = {
+    "actor_learning_rate": "actor_optim",
+    "critic_learning_rate": "critic_optim",
+    "imitator_learning_rate": "imitator_optim",
+    "temp_learning_rate": "temp_optim",
+    "alpha_learning_rate": "alpha_optim",
+}
+CHECKPOINT_FORMAT = 1
+
+
+class BEAR:
+    """Bootstrapping Error Accumulation Reduction (Kumar et al. 2019), d3rlpy-0.x style API.
+
+    Takes every parameter of the reference (see `BEARConfig` for each one and its default) plus the
+    documented extensions `imitator_type`, `mmd_kernel`, `vae_kl_weight`, `action_scaler`,
+    `n_steps_per_epoch` and `seed`.
+    """
+
+    def __init__(self, *, impl: BEARModules | None = None, **params: Any) -> None:
+        unknown = set(params) - set(BEARConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown BEAR parameter(s): {sorted(unknown)}")
+        self._config = BEARConfig(**params)
+        self._impl = impl
+        self._observation_shape: tuple[int, ...] | None = None
+        self._action_size: int | None = None
+        if impl is not None:
+            self._observation_shape = tuple(impl.observation_scaler.shift.shape)
+            self._action_size = int(impl.action_scaler.low.shape[0])
+        self.epoch = 0  # completed epochs
+        self.total_step = 0  # completed gradient steps
+
+    # --- parameters -------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> BEARConfig:
+        return self._config
+
+    @property
+    def impl(self) -> BEARModules | None:
+        return self._impl
+
+    @property
+    def observation_shape(self) -> tuple[int, ...] | None:
+        return self._observation_shape
+
+    @property
+    def action_size(self) -> int | None:
+        return self._action_size
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in BEARConfig.__dataclass_fields__:
+            raise AttributeError(name)
+        return getattr(self._config, name)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Every constructor parameter; `BEAR(**bear.get_params())` builds an equal algorithm."""
+        params = self._config.to_dict()
+        params["impl"] = copy.deepcopy(self._impl) if deep else self._impl
+        return params
+
+    def set_params(self, **params: Any) -> BEAR:
+        """Set parameters (validated like the constructor). Learning rates also retune the
+        optimizers of a built model; parameters that shape the networks are fixed once built."""
+        if "impl" in params:
+            self._impl = params.pop("impl")
+        if self._impl is not None:
+            fixed = sorted(STRUCTURAL & set(params))
+            if fixed:
+                raise ValueError(
+                    f"{fixed[0]} cannot change once the networks are built; create a new BEAR"
+                )
+        self._config = self._config.replace(**params)
+        if self._impl is not None:
+            for name, optim_name in OPTIMIZER_RATES.items():
+                for group in getattr(self._impl, optim_name).param_groups:
+                    group["lr"] = getattr(self._config, name)
+        return self
+
+    # --- building ---------------------------------------------------------------------------------
+
+    def create_impl(self, observation_shape: Sequence[int], action_size: int) -> None:
+        """Build the networks and optimizers for these shapes (fit does this on its own)."""
+        shape = tuple(int(d) for d in observation_shape)
+        if not shape or any(d < 1 for d in shape):
+            raise ValueError(f"observation_shape must be positive sizes, got {observation_shape!r}")
+        if (
+            isinstance(action_size, bool)
+            or not isinstance(action_size, int | np.integer)
+            or (action_size < 1)
+        ):
+            raise ValueError(f"action_size must be a positive int, got {action_size!r}")
+        device = resolve_device(self._config.use_gpu)
+        self._impl = BEARModules.build(self._config, shape, int(action_size), device)
+        self._observation_shape, self._action_size = shape, int(action_size)
+        if isinstance(self._config.scaler, dict):
+            self._impl.observation_scaler.load_dict(self._config.scaler)
+        if isinstance(self._config.action_scaler, dict):
+            self._impl.action_scaler.load_dict(self._config.action_scaler)
+
+    def _require_impl(self) -> BEARModules:
+        if self._impl is None:
+            raise NotBuiltError(
+                "the networks are not built: call fit, create_impl or BEAR.from_json first"
+            )
+        return self._impl
+
+    # --- training ---------------------------------------------------------------------------------
+
+    def fit(self, episodes: Any, **kwargs: Any) -> list[tuple[int, dict[str, float]]]:
+        """Train for n_epochs; returns [(epoch, metrics)]. Arguments as the reference's `fit`:
+        experiment_name, with_timestamp, logdir, verbose, show_progress, tensorboard,
+        eval_episodes, save_interval, scorers. See `bear_core.training.fitter`."""
+        return list(self.fitter(episodes, **kwargs))
+
+    def fitter(self, episodes: Any, **kwargs: Any) -> Iterator[tuple[int, dict[str, float]]]:
+        """`fit` as a generator of (epoch, metrics), one item per finished epoch."""
+        from bear_core.training import fitter
+
+        return fitter(self, episodes, **kwargs)
+
+    def update(self, epoch: int, total_step: int, batch: TransitionBatch) -> dict[str, float]:
+        """One gradient step on a mini-batch in the data's own units; returns the losses,
+        temperature, alpha and MMD by name. `epoch` gates the warm-up (rl_start_epoch) and
+        `total_step` the actor interval."""
+        m = self._require_impl()
+        observations = self._check_observations(batch.observations, "batch.observations")
+        next_observations = self._check_observations(
+            batch.next_observations, "batch.next_observations"
+        )
+        actions = self._check_actions(batch.actions, len(observations), "batch.actions")
+        with torch.no_grad():
+            torch_batch = TorchBatch(
+                observations=m.observation_scaler(self._tensor(observations)),
+                actions=m.action_scaler(self._tensor(actions)),
+                rewards=self._tensor(batch.rewards).reshape(-1),
+                next_observations=m.observation_scaler(self._tensor(next_observations)),
+                terminals=self._tensor(batch.terminals).reshape(-1),
+            )
+        return metrics_to_floats(self.update_on_device(epoch, total_step, torch_batch))
+
+    def update_on_device(
+        self, epoch: int, total_step: int, batch: TorchBatch
+    ) -> dict[str, torch.Tensor]:
+        """`update` for a batch already scaled and on the device (the training loop's path)."""
+        m = self._require_impl()
+        m.train()
+        return update_step(
+            m,
+            self._config,
+            batch,
+            rl_started=epoch >= self._config.rl_start_epoch,
+            update_actor=total_step % self._config.update_actor_interval == 0,
+        )
+
+    # --- inference --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def predict(self, x: Any) -> np.ndarray:
+        """Greedy actions [N, A] in the data's action range: tanh(mu(s)), deterministic."""
+        m = self._require_impl()
+        m.eval()
+        obs = m.observation_scaler(self._tensor(self._check_observations(x, "x")))
+        return self._numpy(m.action_scaler.reverse(m.policy.best_action(obs)))
+
+    @torch.no_grad()
+    def sample_action(self, x: Any) -> np.ndarray:
+        """Actions [N, A] sampled from pi_phi(.|s), in the data's action range."""
+        m = self._require_impl()
+        m.eval()
+        obs = m.observation_scaler(self._tensor(self._check_observations(x, "x")))
+        noise = m.noise(obs.shape[0], 1, int(self._action_size or 0))
+        _, actions, _ = m.policy.sample_n(obs, noise)
+        return self._numpy(m.action_scaler.reverse(actions[:, 0]))
+
+    @torch.no_grad()
+    def predict_value(
+        self, x: Any, action: Any, with_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Q(s, a) [N] as the mean over the critic ensemble; with_std also returns the
+        ensemble's population std [N] (uncertainty)."""
+        m = self._require_impl()
+        m.eval()
+        obs = self._check_observations(x, "x")
+        actions = self._check_actions(action, len(obs), "action")
+        q = m.critics(
+            m.observation_scaler(self._tensor(obs)), m.action_scaler(self._tensor(actions))
+        )  # [K, N]
+        values = self._numpy(q.mean(dim=0))
+        if not with_std:
+            return values
+        return values, self._numpy(q.std(dim=0, correction=0))
+
+    # --- persistence ------------------------------------------------------------------------------
+
+    def save_model(self, fname: str | Path) -> None:
+        """Save the complete training state (networks, optimizers, log T, log alpha, scalers,
+        counters, random state) atomically; `load_model` resumes from it exactly."""
+        atomic_write_with(fname, lambda tmp: torch.save(self.checkpoint(), tmp))
+
+    def checkpoint(self) -> dict[str, Any]:
+        m = self._require_impl()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "params": json.loads(json.dumps(self.params_json())),
+            "modules": m.state_dict(),
+            "epoch": self.epoch,
+            "total_step": self.total_step,
+        }
+
+    def load_model(self, fname: str | Path) -> None:
+        """Load a file written by save_model (or fit's model_<epoch>.pt) into this algorithm.
+        When the networks are not built yet, the file's parameters and shapes build them."""
+        state = torch.load(fname, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"fname={str(fname)!r} is not a BEAR model file")
+        saved = dict(state["params"])
+        if self._impl is None:
+            shape, action_size = saved.pop("observation_shape"), saved.pop("action_size")
+            self._config = BEARConfig(**{**saved, "use_gpu": self._config.use_gpu})
+            self.create_impl(shape, action_size)
+        elif (list(self._observation_shape or ()), self._action_size) != (
+            saved["observation_shape"],
+            saved["action_size"],
+        ):
+            raise ValueError(
+                f"fname={str(fname)!r} holds a model for observation_shape "
+                f"{saved['observation_shape']} and action_size {saved['action_size']}, but this "
+                f"BEAR was built for {list(self._observation_shape or ())} and {self._action_size}"
+            )
+        m = self._require_impl()
+        try:
+            m.load_state_dict(state["modules"])
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(
+                f"fname={str(fname)!r} does not fit this BEAR's networks: {exc}"
+            ) from exc
+        self.epoch, self.total_step = int(state["epoch"]), int(state["total_step"])
+
+    def params_json(self) -> dict[str, Any]:
+        """What params.json holds: the parameters, the fitted scalers and the shapes."""
+        params = self._config.to_dict()
+        params["observation_shape"] = list(self._observation_shape or ())
+        params["action_size"] = self._action_size
+        if self._impl is not None:
+            params["scaler"] = self._impl.observation_scaler.to_dict()
+            params["action_scaler"] = self._impl.action_scaler.to_dict()
+        return params
+
+    @classmethod
+    def from_json(cls, fname: str | Path, use_gpu: bool | int | str | None = False) -> BEAR:
+        """Rebuild an algorithm (networks included, untrained) from a params.json of `fit`;
+        then `load_model` the weights."""
+        path = Path(fname)
+        try:
+            params = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"fname={str(fname)!r} is not a readable params.json: {exc}") from exc
+        observation_shape = params.pop("observation_shape", None)
+        action_size = params.pop("action_size", None)
+        params["use_gpu"] = use_gpu
+        algo = cls(**params)
+        if observation_shape and action_size:
+            algo.create_impl(observation_shape, action_size)
+        return algo
+
+    def save_policy(self, fname: str | Path, as_onnx: bool = False) -> None:
+        """Save the greedy policy (scalers included, output in the data's action range) as
+        TorchScript or, with as_onnx, ONNX. Both run without bear_core."""
+        from bear_core.export import save_greedy_policy
+
+        save_greedy_policy(self._require_impl(), fname, as_onnx=as_onnx)
+
+    # --- input checks -----------------------------------------------------------------------------
+
+    def _check_observations(self, x: Any, name: str) -> np.ndarray:
+        shape = self._observation_shape
+        return check_array(x, name, None if shape is None else shape)
+
+    def _check_actions(self, actions: Any, n: int, name: str) -> np.ndarray:
+        arr = check_array(actions, name, (self._action_size,) if self._action_size else None)
+        if len(arr) != n:
+            raise ValueError(f"{name} has {len(arr)} rows but the observations have {n}")
+        return arr
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=torch.float32, device=self._require_impl().device)
+
+    @staticmethod
+    def _numpy(t: torch.Tensor) -> np.ndarray:
+        return t.detach().cpu().numpy()
+
+
+def check_array(x: Any, name: str, row_shape: tuple[int, ...] | None) -> np.ndarray:
+    """A batch [N, *row_shape] of finite float32 numbers, or a ValueError naming `name`."""
+    try:
+        arr = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of numbers: {exc}") from exc
+    if row_shape is not None and arr.shape[1:] != row_shape:
+        raise ValueError(
+            f"{name} must have shape [N, {', '.join(map(str, row_shape))}], got {list(arr.shape)}"
+        )
+    if arr.ndim < 2 or arr.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty batch [N, ...], got shape {list(arr.shape)}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def metrics_to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """One device sync for all metrics."""
+    if not metrics:
+        return {}
+    values = torch.stack([v.float() for v in metrics.values()]).tolist()
+    return dict(zip(metrics, values, strict=True))
+
+
+ScorerFn = Callable[[BEAR, Sequence[Any]], float]

@@ -1,0 +1,256 @@
+"""Command line: `python -m bear_core {train,generate,evaluate,demo}`.
+
+`train` is what background training jobs run: it writes params.json, progress.json,
+metrics.jsonl, one CSV per metric and checkpoints into --out as it goes, resumes from
+--out/checkpoint.pt when present, and on SIGTERM/SIGINT saves a checkpoint and exits 143.
+Bad input exits 2 with a one-line message naming the argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+EXIT_STOPPED = 143
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; polled by the training loop between gradient steps."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def __call__(self) -> bool:
+        return self.stopped
+
+    def install(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.stopped = True
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """['n_epochs=5', 'scaler=standard', 'encoder_params={"hidden_units":[64]}'] -> dict."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r} must look like name=value")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bear_core", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train BEAR on a D4RL-format HDF5 dataset")
+    train.add_argument("--dataset", required=True, help="D4RL-format HDF5 file")
+    train.add_argument(
+        "--out", required=True, help="run directory (resumed when it holds a checkpoint)"
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a BEAR constructor parameter (JSON value or string); repeatable",
+    )
+    train.add_argument(
+        "--test-size",
+        type=float,
+        default=0.1,
+        help="share of episodes held out for the scorers (0 disables them)",
+    )
+    train.add_argument(
+        "--scorers",
+        default="td_error,average_value_estimation",
+        help="comma-separated scorer names, evaluated on the held-out episodes",
+    )
+    train.add_argument("--eval-env", default=None, help="gymnasium id evaluated every epoch")
+    train.add_argument("--eval-trials", type=int, default=5)
+    train.add_argument("--save-interval", type=int, default=1)
+    train.add_argument("--tensorboard", action="store_true")
+    train.add_argument("--quiet", action="store_true")
+
+    generate = sub.add_parser("generate", help="write a generated Pendulum-v1 dataset")
+    generate.add_argument("--kind", choices=["medium", "random"], default="medium")
+    generate.add_argument("--episodes", type=int, default=50)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--out", required=True)
+
+    evaluate = sub.add_parser("evaluate", help="mean return of a trained model on an env")
+    evaluate.add_argument("--model", required=True, help="run directory or model_<epoch>.pt")
+    evaluate.add_argument("--env", default="Pendulum-v1")
+    evaluate.add_argument("--trials", type=int, default=10)
+    evaluate.add_argument("--seed", type=int, default=0)
+
+    demo = sub.add_parser("demo", help="generate Pendulum data, train, evaluate, print returns")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from bear_core.errors import BearError
+
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "generate":
+            return cmd_generate(args)
+        if args.command == "evaluate":
+            return cmd_evaluate(args)
+        return cmd_demo(args)
+    except (ValueError, NotImplementedError, BearError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bear_core import scorers as scorer_lib
+    from bear_core.algo import BEAR
+    from bear_core.dataset import read_hdf5
+
+    params = parse_overrides(args.set)
+    algo = BEAR(**params)  # validates the parameters before any data is read
+    dataset = read_hdf5(args.dataset)
+    names = [s for s in args.scorers.split(",") if s] if args.test_size > 0 else []
+    unknown = [s for s in names if s not in scorer_lib.SCORERS]
+    if unknown:
+        raise ValueError(
+            f"--scorers: unknown scorer(s) {unknown}; known: {sorted(scorer_lib.SCORERS)}"
+        )
+    scorers = {name: scorer_lib.SCORERS[name] for name in names}
+    train_episodes: Any = dataset
+    eval_episodes = None
+    if scorers and len(dataset.episodes) > 1:
+        train_episodes, eval_episodes = dataset.split(test_size=args.test_size, seed=0)
+    else:
+        scorers = {}
+    if args.eval_env:
+        scorers["environment"] = scorer_lib.evaluate_on_environment(
+            _make_env(args.eval_env), n_trials=args.eval_trials
+        )
+        eval_episodes = eval_episodes or list(dataset.episodes[:1])
+
+    stop = StopFlag()
+    stop.install()
+    out = Path(args.out)
+    from bear_core.training import fitter
+
+    for _ in fitter(
+        algo,
+        train_episodes,
+        verbose=not args.quiet,
+        show_progress=False,
+        tensorboard=args.tensorboard,
+        eval_episodes=eval_episodes,
+        save_interval=args.save_interval,
+        scorers=scorers,
+        run_dir=out,
+        should_stop=stop,
+        action_bounds=dataset.action_bounds,
+    ):
+        pass
+    if stop.stopped:
+        print(f"stopped: checkpoint saved in {out / 'checkpoint.pt'}", file=sys.stderr)
+        return EXIT_STOPPED
+    return 0
+
+
+def _make_env(env_id: str) -> Any:
+    import gymnasium
+
+    try:
+        return gymnasium.make(env_id)
+    except gymnasium.error.Error as exc:
+        raise ValueError(f"--eval-env {env_id!r}: {exc}") from exc
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from bear_core.dataset import generate_pendulum_dataset
+
+    dataset = generate_pendulum_dataset(args.kind, n_episodes=args.episodes, seed=args.seed)
+    dataset.to_hdf5(args.out)
+    print(
+        f"wrote {args.out}: {len(dataset.episodes)} episodes, {dataset.n_transitions} transitions"
+    )
+    return 0
+
+
+def load_trained(model: str | Path) -> Any:
+    """A BEAR from a run directory (its checkpoint.pt) or from a model_<epoch>.pt file."""
+    from bear_core.algo import BEAR
+
+    path = Path(model)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"--model: {path} does not exist")
+    algo = BEAR()
+    algo.load_model(path)
+    return algo
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from bear_core.scorers import evaluate_on_environment
+
+    algo = load_trained(args.model)
+    score = evaluate_on_environment(_make_env(args.env), n_trials=args.trials, seed=args.seed)
+    print(json.dumps({"env": args.env, "trials": args.trials, "mean_return": score(algo)}))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the embedded default: data, training and evaluation, all local files."""
+    from bear_core.algo import BEAR
+    from bear_core.dataset import generate_pendulum_dataset
+    from bear_core.scorers import evaluate_on_environment
+
+    out = Path(args.out)
+    data_path = out / "pendulum-medium.h5"
+    dataset = generate_pendulum_dataset("medium", n_episodes=50, seed=0)
+    dataset.to_hdf5(data_path)
+    print(f"dataset: {data_path} ({dataset.n_transitions} transitions)", flush=True)
+    params = {**DEMO_PARAMS, **parse_overrides(args.set)}
+    algo = BEAR(**params)
+    from bear_core.training import fitter
+
+    for _ in fitter(algo, dataset, show_progress=False, tensorboard=False, run_dir=out / "run"):
+        pass
+    env = _make_env("Pendulum-v1")
+    trained = evaluate_on_environment(env, n_trials=10, seed=0)(algo)
+    behaviour = float(sum(e.compute_return() for e in dataset.episodes) / len(dataset.episodes))
+    print(
+        json.dumps(
+            {
+                "mean_return": trained,
+                "behaviour_data_return": behaviour,
+                "run_dir": str(out / "run"),
+            }
+        )
+    )
+    return 0
+
+
+DEMO_PARAMS: dict[str, Any] = {
+    "n_epochs": 10,
+    "n_steps_per_epoch": 500,
+    "batch_size": 256,
+    "scaler": "standard",
+    "encoder_params": {"hidden_units": [256, 256]},
+}

@@ -1,0 +1,218 @@
+"""BEARConfig: every constructor parameter of the reference BEAR, its default and its validation.
+
+The reference parameters keep their names and defaults. A few keyword parameters are added, each
+documented below under "extensions". Mutable reference defaults (`augmentation=[]`,
+`encoder_params={}`) are stored as immutable copies. Invalid values raise `ValueError` naming the
+parameter; values whose feature is not built yet raise `NotImplementedError` naming it.
+Torch-free: the `use_gpu` value is resolved to a device in `bear_core.device`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+QFuncType = Literal["mean", "qr", "iqn", "fqf"]
+ImitatorType = Literal["regressor", "vae"]
+MMDKernel = Literal["gaussian", "laplacian"]
+
+SCALERS = ("pixel", "min_max", "standard")
+ACTION_SCALERS = ("min_max",)
+LATER_Q_FUNC_TYPES = ("qr", "iqn", "fqf")
+VECTOR_ENCODER_KEYS = frozenset({"hidden_units", "activation"})
+PIXEL_ENCODER_KEYS = frozenset({"filters", "feature_size"})
+ACTIVATIONS = ("relu", "tanh", "swish")
+
+
+@dataclass(frozen=True)
+class BEARConfig:
+    # --- the reference parameters ---
+    actor_learning_rate: float = 3e-4  # policy pi_phi
+    critic_learning_rate: float = 3e-4  # Q ensemble
+    imitator_learning_rate: float = 1e-3  # behaviour model pi_beta
+    temp_learning_rate: float = 3e-4  # SAC temperature T (0 freezes it)
+    alpha_learning_rate: float = 1e-3  # Lagrange multiplier alpha (0 freezes it)
+    batch_size: int = 100
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak coefficient of the target critics
+    n_critics: int = 2  # ensemble size K
+    bootstrap: bool = False  # per-critic bootstrap masks
+    share_encoder: bool = False  # one encoder for the whole ensemble
+    update_actor_interval: int = 1  # actor/temperature/alpha/targets every N steps
+    initial_temperature: float = 1.0
+    initial_alpha: float = 1.0
+    alpha_threshold: float = 0.05  # epsilon of the MMD constraint
+    lam: float = 0.75  # target = lam * min_k Q_k + (1 - lam) * max_k Q_k
+    n_action_samples: int = 4  # samples of pi(.|s') for the target and of pi, pi_beta for the MMD
+    mmd_sigma: float = 20.0  # kernel bandwidth
+    rl_start_epoch: int = 0  # epochs of warm-up (imitator + MMD-only actor) before RL updates
+    eps: float = 1e-8  # Adam epsilon
+    use_batch_norm: bool = False
+    q_func_type: QFuncType = "mean"
+    n_epochs: int = 1000
+    use_gpu: bool | int | str | None = False
+    scaler: str | None = None  # 'min_max' | 'standard' | 'pixel' (or a fitted scaler dict)
+    augmentation: tuple[str, ...] = ()
+    n_augmentations: int = 1
+    encoder_params: Mapping[str, Any] = field(default_factory=dict)
+    dynamics: Any = None
+    # --- extensions (keyword parameters the reference does not have) ---
+    imitator_type: ImitatorType = (
+        "regressor"  # L2 regressor (reference) or conditional VAE (paper code)
+    )
+    mmd_kernel: MMDKernel = "gaussian"  # reference default; 'laplacian' as in the paper code
+    vae_kl_weight: float = 0.5  # KL weight of the VAE imitator's loss
+    action_scaler: str | None = "min_max"  # map the data's action range to tanh's [-1, 1] and back
+    n_steps_per_epoch: int | None = None  # None: one pass over the transitions per epoch
+    seed: int = 0  # network initialisation, mini-batch sampling and sampled actions
+
+    def __post_init__(self) -> None:
+        for name in (
+            "actor_learning_rate",
+            "critic_learning_rate",
+            "imitator_learning_rate",
+            "temp_learning_rate",
+            "alpha_learning_rate",
+            "vae_kl_weight",
+        ):
+            _check_real(name, getattr(self, name), low=0.0)
+        for name in ("initial_temperature", "initial_alpha", "mmd_sigma", "eps"):
+            _check_real(name, getattr(self, name), low=0.0, strict=True)
+        _check_real("gamma", self.gamma, low=0.0, high=1.0)
+        _check_real("tau", self.tau, low=0.0, high=1.0)
+        _check_real("lam", self.lam, low=0.0, high=1.0)
+        _check_real("alpha_threshold", self.alpha_threshold)
+        for name in (
+            "batch_size",
+            "n_critics",
+            "update_actor_interval",
+            "n_action_samples",
+            "n_epochs",
+            "n_augmentations",
+        ):
+            _check_int(name, getattr(self, name), low=1)
+        _check_int("rl_start_epoch", self.rl_start_epoch, low=0)
+        _check_int("seed", self.seed, low=0)
+        if self.n_steps_per_epoch is not None:
+            _check_int("n_steps_per_epoch", self.n_steps_per_epoch, low=1)
+        for name in ("bootstrap", "share_encoder", "use_batch_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        _check_choice("imitator_type", self.imitator_type, ("regressor", "vae"))
+        _check_choice("mmd_kernel", self.mmd_kernel, ("gaussian", "laplacian"))
+        _check_choice("q_func_type", self.q_func_type, ("mean", *LATER_Q_FUNC_TYPES))
+        self._check_scalers()
+        self._check_encoder_params()
+        self._check_use_gpu()
+        if not isinstance(self.augmentation, tuple | list) or not all(
+            isinstance(a, str) for a in self.augmentation
+        ):
+            raise ValueError(f"augmentation must be a list of names, got {self.augmentation!r}")
+        object.__setattr__(self, "augmentation", tuple(self.augmentation))
+        self._refuse_later_features()
+
+    def _check_scalers(self) -> None:
+        if isinstance(self.scaler, Mapping):
+            _check_choice("scaler", self.scaler.get("type"), SCALERS)
+        elif self.scaler is not None:
+            _check_choice("scaler", self.scaler, SCALERS)
+        if isinstance(self.action_scaler, Mapping):
+            _check_choice("action_scaler", self.action_scaler.get("type"), ACTION_SCALERS)
+        elif self.action_scaler is not None:
+            _check_choice("action_scaler", self.action_scaler, ACTION_SCALERS)
+
+    def _check_encoder_params(self) -> None:
+        params = self.encoder_params
+        if not isinstance(params, Mapping):
+            raise ValueError(f"encoder_params must be a dict, got {params!r}")
+        unknown = set(params) - VECTOR_ENCODER_KEYS - PIXEL_ENCODER_KEYS
+        if unknown:
+            raise ValueError(f"encoder_params has unknown keys {sorted(unknown)}")
+        units = params.get("hidden_units", [256, 256])
+        if (
+            not isinstance(units, list | tuple)
+            or not units
+            or not all(isinstance(u, int) and not isinstance(u, bool) and u >= 1 for u in units)
+        ):
+            raise ValueError(
+                f"encoder_params['hidden_units'] must be a non-empty list of positive ints, "
+                f"got {units!r}"
+            )
+        _check_choice("encoder_params['activation']", params.get("activation", "relu"), ACTIVATIONS)
+        object.__setattr__(self, "encoder_params", dict(params, hidden_units=list(units)))
+
+    def _check_use_gpu(self) -> None:
+        value = self.use_gpu
+        if value is None or isinstance(value, bool):
+            return
+        if isinstance(value, int) and value >= 0:
+            return
+        if isinstance(value, str) and (value == "cpu" or value.startswith("cuda")):
+            return
+        raise ValueError(
+            f"use_gpu must be a bool, a CUDA device id or a device string, got {value!r}"
+        )
+
+    def _refuse_later_features(self) -> None:
+        later = {
+            "q_func_type": self.q_func_type in LATER_Q_FUNC_TYPES,
+            "bootstrap": self.bootstrap,
+            "share_encoder": self.share_encoder,
+            "augmentation": bool(self.augmentation),
+            "dynamics": self.dynamics is not None,
+            "scaler": self.scaler == "pixel"
+            or (isinstance(self.scaler, Mapping) and self.scaler.get("type") == "pixel"),
+            "encoder_params": bool(PIXEL_ENCODER_KEYS & set(self.encoder_params)),
+        }
+        for name, requested in later.items():
+            if requested:
+                raise NotImplementedError(
+                    f"{name}={getattr(self, name)!r} is not supported yet "
+                    "(pixel observations, distributional critics, bootstrap, shared encoders, "
+                    "augmentation and dynamics come in a later release)"
+                )
+
+    @property
+    def hidden_units(self) -> list[int]:
+        return list(self.encoder_params["hidden_units"])
+
+    @property
+    def activation(self) -> str:
+        return str(self.encoder_params.get("activation", "relu"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able parameters (what get_params and params.json hold)."""
+        params = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        params["augmentation"] = list(self.augmentation)
+        params["encoder_params"] = dict(self.encoder_params)
+        return params
+
+    def replace(self, **changes: Any) -> BEARConfig:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown BEAR parameter(s): {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+
+def _check_real(
+    name: str, value: Any, low: float | None = None, high: float | None = None, strict: bool = False
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if low is not None and (value <= low if strict else value < low):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value!r}")
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")

@@ -1,0 +1,18 @@
+"""Datasets: episodes, flat D4RL-style MDPDataset, HDF5 I/O, sampling buffer. Torch-free."""
+
+from bear_core.dataset.batch import TransitionBatch
+from bear_core.dataset.buffer import TransitionBuffer
+from bear_core.dataset.episodes import Episode, MDPDataset, Transition
+from bear_core.dataset.hdf5 import read_hdf5, write_hdf5
+from bear_core.dataset.pendulum import generate_pendulum_dataset
+
+__all__ = [
+    "Episode",
+    "MDPDataset",
+    "Transition",
+    "TransitionBatch",
+    "TransitionBuffer",
+    "generate_pendulum_dataset",
+    "read_hdf5",
+    "write_hdf5",
+]

@@ -1,0 +1,202 @@
+"""BEAR's math, top to bottom (Kumar et al. 2019, arXiv 1906.00949; canonical form of
+bear_anchor §1). Each loss is a pure function of tensors and modules: nothing here steps an
+optimizer except `update_step`, the short recipe at the bottom that orders one gradient step.
+
+Symbols: s, a, r, s', d a batch of transitions; pi_phi the policy; pi_beta the behaviour model;
+Q_1..Q_K the critics and Q'_k their Polyak targets; T the SAC temperature; alpha the Lagrange
+multiplier of the MMD constraint MMD(pi_phi, pi_beta) <= epsilon.
+Shapes: B batch, n samples per state, A action size, K critics, D observation size.
+
+Deliberate choices, where the reference implementations differ from each other:
+- MMD compares pre-tanh samples of pi_phi and pi_beta (both imitators model pre-tanh actions),
+  kernel summed over action dims with bandwidth 2*sigma, biased estimator, sqrt(MMD^2 + 1e-6).
+- alpha takes its own Adam step (alpha_learning_rate) on the detached MMD, then
+  log alpha is clamped to [-5, 10] in place, as the paper's code does.
+- Warm-up (epoch < rl_start_epoch): pi_beta, and pi_phi on the MMD penalty alone, with alpha;
+  critics, temperature and targets start with RL.
+- The SAC term uses the first of the n policy samples drawn for the MMD (as the paper's code).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bear_core.config import BEARConfig
+from bear_core.modules import BEARModules, TorchBatch, frozen
+
+LOG_ALPHA_MIN, LOG_ALPHA_MAX = -5.0, 10.0
+
+
+# --- MMD between pi_phi and pi_beta -------------------------------------------------------------
+
+
+def kernel(x: torch.Tensor, y: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
+    """k(x_i, y_j) for x [B, n, A], y [B, m, A] -> [B, n, m]."""
+    diff = x.unsqueeze(2) - y.unsqueeze(1)  # [B, n, m, A]
+    if kind == "gaussian":
+        return torch.exp(-diff.pow(2).sum(dim=-1) / (2.0 * sigma))
+    return torch.exp(-diff.abs().sum(dim=-1) / (2.0 * sigma))  # laplacian
+
+
+def mmd(policy: torch.Tensor, behaviour: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
+    """MMD(pi_phi, pi_beta) per state from n samples of each, [B, n, A] -> [B].
+
+    MMD^2 = mean k(p, p') + mean k(b, b') - 2 mean k(p, b)
+    """
+    mmd2 = (
+        kernel(policy, policy, kind, sigma).mean(dim=(1, 2))
+        + kernel(behaviour, behaviour, kind, sigma).mean(dim=(1, 2))
+        - 2.0 * kernel(policy, behaviour, kind, sigma).mean(dim=(1, 2))
+    )
+    return (mmd2 + 1e-6).sqrt()
+
+
+# --- losses -------------------------------------------------------------------------------------
+
+
+def critic_target(
+    rewards: torch.Tensor,
+    terminals: torch.Tensor,
+    next_q: torch.Tensor,
+    next_log_prob: torch.Tensor,
+    gamma: float,
+    lam: float,
+    temperature: torch.Tensor,
+) -> torch.Tensor:
+    """y = r + gamma (1 - d) max_j [lam min_k Q'_k(s', a_j) + (1 - lam) max_k Q'_k(s', a_j)
+    - T log pi(a_j|s')], a_j ~ pi(.|s'); j is the argmax of the mixed value.
+
+    rewards, terminals [B]; next_q [K, B, n]; next_log_prob [B, n] -> y [B].
+    """
+    mixed = lam * next_q.min(dim=0).values + (1.0 - lam) * next_q.max(dim=0).values  # [B, n]
+    best, j = mixed.max(dim=1)  # [B]
+    entropy = temperature * next_log_prob.gather(1, j.unsqueeze(1)).squeeze(1)
+    return rewards + gamma * (1.0 - terminals) * (best - entropy)
+
+
+def critic_loss(q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """sum_k mean_B (Q_k(s, a) - y)^2 for q [K, B], y [B]."""
+    return (q - y.unsqueeze(0)).pow(2).mean(dim=1).sum()
+
+
+def actor_loss(
+    q_min: torch.Tensor | None,
+    log_prob: torch.Tensor,
+    mmd_value: torch.Tensor,
+    temperature: torch.Tensor,
+    alpha: torch.Tensor,
+    epsilon: float,
+) -> torch.Tensor:
+    """J(phi) = E_s[T log pi(a~|s) - min_k Q_k(s, a~)] + E_s[alpha (MMD(s) - epsilon)].
+
+    With q_min None (warm-up) only the MMD penalty remains. q_min, log_prob, mmd_value: [B].
+    """
+    penalty = (alpha * (mmd_value - epsilon)).mean()
+    if q_min is None:
+        return penalty
+    return (temperature * log_prob - q_min).mean() + penalty
+
+
+def temperature_loss(
+    log_temp: torch.Tensor, log_prob: torch.Tensor, action_size: int
+) -> torch.Tensor:
+    """SAC auto-tuning towards entropy -|A|: -E[T (log pi(a|s) - |A|)], log pi detached."""
+    return -(log_temp.exp() * (log_prob.detach() - action_size)).mean()
+
+
+def alpha_loss(log_alpha: torch.Tensor, mmd_value: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Dual ascent on alpha: minimise -E[alpha (MMD(s) - epsilon)], MMD detached."""
+    return -(log_alpha.exp() * (mmd_value.detach() - epsilon)).mean()
+
+
+# --- one gradient step --------------------------------------------------------------------------
+
+
+def update_step(
+    m: BEARModules,
+    cfg: BEARConfig,
+    batch: TorchBatch,
+    *,
+    rl_started: bool,
+    update_actor: bool,
+) -> dict[str, torch.Tensor]:
+    """Imitator; critics (after warm-up); then every update_actor_interval steps: actor,
+    temperature, alpha and the target critics. Returns detached metrics."""
+    s, a = batch.observations, batch.actions
+    B, A, n = a.shape[0], a.shape[1], cfg.n_action_samples
+    metrics: dict[str, torch.Tensor] = {}
+
+    # pi_beta: L(beta) on (s, a) ~ D
+    loss = m.imitator.loss(s, a, m.noise(B, m.imitator_noise_size))
+    metrics["imitator_loss"] = _step(m.imitator_optim, loss)
+
+    temperature = m.log_temp.value.exp().detach()
+    if rl_started:
+        # Q_k: regress on y built from n samples a_j ~ pi(.|s') and the target critics Q'_k
+        with torch.no_grad():
+            next_obs = batch.next_observations.unsqueeze(1).expand(-1, n, -1)  # [B, n, D]
+            _, next_actions, next_log_prob = m.policy.sample_n(
+                batch.next_observations, m.noise(B, n, A)
+            )
+            next_q = m.target_critics(next_obs, next_actions)  # [K, B, n]
+            y = critic_target(
+                batch.rewards,
+                batch.terminals,
+                next_q,
+                next_log_prob,
+                cfg.gamma,
+                cfg.lam,
+                temperature,
+            )
+        metrics["critic_loss"] = _step(m.critic_optim, critic_loss(m.critics(s, a), y))
+
+    if not update_actor:
+        return metrics
+
+    # pi_phi: n reparameterised samples serve the MMD; the first one also serves the SAC term
+    pre_tanh, actions, log_prob = m.policy.sample_n(s, m.noise(B, n, A))  # [B,n,A] x2, [B,n]
+    with torch.no_grad():
+        behaviour = m.imitator.sample_n_pre_tanh(s, m.noise(B, n, m.imitator_noise_size))
+    mmd_value = mmd(pre_tanh, behaviour, cfg.mmd_kernel, cfg.mmd_sigma)  # [B]
+    alpha = m.log_alpha.value.exp().detach()
+    q_min = None
+    if rl_started:
+        with frozen(m.critics):
+            q_min = m.critics(s, actions[:, 0]).min(dim=0).values  # [B]
+    loss = actor_loss(q_min, log_prob[:, 0], mmd_value, temperature, alpha, cfg.alpha_threshold)
+    metrics["actor_loss"] = _step(m.actor_optim, loss)
+    metrics["mmd"] = mmd_value.detach().mean()
+
+    if rl_started and cfg.temp_learning_rate > 0:
+        loss = temperature_loss(m.log_temp.value, log_prob[:, 0], A)
+        metrics["temp_loss"] = _step(m.temp_optim, loss)
+    if cfg.alpha_learning_rate > 0:
+        metrics["alpha_loss"] = _step(
+            m.alpha_optim, alpha_loss(m.log_alpha.value, mmd_value, cfg.alpha_threshold)
+        )
+        m.log_alpha.clamp_(LOG_ALPHA_MIN, LOG_ALPHA_MAX)
+    metrics["temp"] = m.log_temp.value.detach().exp()
+    metrics["alpha"] = m.log_alpha.value.detach().exp()
+
+    if rl_started:
+        m.update_targets(cfg.tau)  # Q'_k <- tau Q_k + (1 - tau) Q'_k
+    return metrics
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+__all__ = [
+    "actor_loss",
+    "alpha_loss",
+    "critic_loss",
+    "critic_target",
+    "kernel",
+    "mmd",
+    "temperature_loss",
+    "update_step",
+]

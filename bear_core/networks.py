@@ -1,0 +1,209 @@
+"""The networks BEAR trains: squashed Gaussian policy pi_phi, behaviour model pi_beta
+(L2 regressor or conditional VAE) and a batched ensemble of K critics.
+
+Every sampler takes its noise as an argument, so exported graphs can take it as an input and
+torch/ONNX parity is exact. Shapes: B batch, n samples per state, A action size, K critics.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # policy and regressor log-std clamp (SAC)
+VAE_LOG_STD_MIN, VAE_LOG_STD_MAX = -4.0, 15.0  # VAE encoder log-std clamp (paper code)
+VAE_LATENT_CLIP = 0.5  # decoder samples z ~ N(0, I) clipped to [-0.5, 0.5] (paper code)
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "swish": nn.SiLU}
+
+
+def mlp(
+    in_size: int, hidden_units: list[int], activation: str, use_batch_norm: bool
+) -> nn.Sequential:
+    """Linear -> activation (-> BatchNorm) for every hidden layer; output size hidden_units[-1]."""
+    layers: list[nn.Module] = []
+    for units in hidden_units:
+        layers += [nn.Linear(in_size, units), ACTIVATIONS[activation]()]
+        if use_batch_norm:
+            layers.append(nn.BatchNorm1d(units))
+        in_size = units
+    return nn.Sequential(*layers)
+
+
+class SquashedGaussianPolicy(nn.Module):
+    """pi_phi(a|s) = tanh(u), u ~ N(mu(s), sigma(s)^2)."""
+
+    def __init__(
+        self,
+        obs_size: int,
+        action_size: int,
+        hidden_units: list[int],
+        activation: str,
+        use_batch_norm: bool,
+    ) -> None:
+        super().__init__()
+        self.encoder = mlp(obs_size, hidden_units, activation, use_batch_norm)
+        self.mu = nn.Linear(hidden_units[-1], action_size)
+        self.log_std = nn.Linear(hidden_units[-1], action_size)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(obs)
+        return self.mu(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def best_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """Greedy action tanh(mu(s)) in [-1, 1]."""
+        return torch.tanh(self(obs)[0])
+
+    def sample_n(
+        self, obs: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """noise [B, n, A] ~ N(0, I) -> (pre-tanh u, action tanh(u), log pi(a|s)), [B,n,A]/[B,n]."""
+        mu, log_std = self(obs)
+        std = log_std.exp()
+        u = mu.unsqueeze(1) + std.unsqueeze(1) * noise  # reparameterised
+        # log N(u; mu, std) - sum log(1 - tanh(u)^2), the tanh correction written stably
+        gaussian = -0.5 * noise.pow(2) - log_std.unsqueeze(1) - 0.5 * math.log(2.0 * math.pi)
+        correction = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+        log_prob = (gaussian - correction).sum(dim=-1)
+        return u, torch.tanh(u), log_prob
+
+
+class RegressorImitator(nn.Module):
+    """pi_beta as the reference's probabilistic L2 regressor over pre-tanh actions."""
+
+    def __init__(
+        self,
+        obs_size: int,
+        action_size: int,
+        hidden_units: list[int],
+        activation: str,
+        use_batch_norm: bool,
+    ) -> None:
+        super().__init__()
+        self.action_size = action_size
+        self.encoder = mlp(obs_size, hidden_units, activation, use_batch_norm)
+        self.mu = nn.Linear(hidden_units[-1], action_size)
+        self.log_std = nn.Linear(hidden_units[-1], action_size)
+
+    def _dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(obs)
+        return self.mu(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+
+    def loss(self, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """L(beta) = E[(tanh(u) - a_t)^2], u ~ pi_beta(.|s_t) reparameterised; noise [B, A]."""
+        mu, std = self._dist(obs)
+        return F.mse_loss(torch.tanh(mu + std * noise), actions)
+
+    def sample_n_pre_tanh(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """noise [B, n, A] -> pre-tanh behaviour samples [B, n, A]."""
+        mu, std = self._dist(obs)
+        return mu.unsqueeze(1) + std.unsqueeze(1) * noise
+
+
+class VAEImitator(nn.Module):
+    """pi_beta as the conditional VAE of the paper's code: E(s, a) -> z, D(s, z) -> pre-tanh a."""
+
+    def __init__(
+        self,
+        obs_size: int,
+        action_size: int,
+        hidden_units: list[int],
+        activation: str,
+        use_batch_norm: bool,
+        kl_weight: float,
+    ) -> None:
+        super().__init__()
+        self.action_size = action_size
+        self.latent_size = 2 * action_size
+        self.kl_weight = kl_weight
+        self.encoder = mlp(obs_size + action_size, hidden_units, activation, use_batch_norm)
+        self.latent_mu = nn.Linear(hidden_units[-1], self.latent_size)
+        self.latent_log_std = nn.Linear(hidden_units[-1], self.latent_size)
+        self.decoder = nn.Sequential(
+            mlp(obs_size + self.latent_size, hidden_units, activation, use_batch_norm),
+            nn.Linear(hidden_units[-1], action_size),
+        )
+
+    def loss(self, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """||tanh(D(s, z)) - a||^2 + w * KL(q(z|s,a) || N(0, I)); noise [B, latent]."""
+        h = self.encoder(torch.cat([obs, actions], dim=-1))
+        mu = self.latent_mu(h)
+        log_std = self.latent_log_std(h).clamp(VAE_LOG_STD_MIN, VAE_LOG_STD_MAX)
+        z = mu + log_std.exp() * noise
+        reconstruction = torch.tanh(self.decoder(torch.cat([obs, z], dim=-1)))
+        kl = -0.5 * (1.0 + 2.0 * log_std - mu.pow(2) - (2.0 * log_std).exp()).mean()
+        return F.mse_loss(reconstruction, actions) + self.kl_weight * kl
+
+    def sample_n_pre_tanh(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """noise [B, n, latent] ~ N(0, I) -> pre-tanh behaviour samples [B, n, A]."""
+        b, n, _ = noise.shape
+        z = noise.clamp(-VAE_LATENT_CLIP, VAE_LATENT_CLIP).reshape(b * n, -1)
+        obs_n = obs.unsqueeze(1).expand(-1, n, -1).reshape(b * n, -1)  # [B * n, D]
+        return self.decoder(torch.cat([obs_n, z], dim=-1)).reshape(b, n, -1)
+
+    @property
+    def noise_size(self) -> int:
+        return self.latent_size
+
+
+class EnsembleLinear(nn.Module):
+    """K independent linear layers run as one batched matmul: [K, B, in] -> [K, B, out]."""
+
+    def __init__(self, n: int, in_size: int, out_size: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_size, out_size))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_size))
+        bound = 1.0 / math.sqrt(in_size)  # nn.Linear's default initialisation, per member
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleBatchNorm(nn.Module):
+    """BatchNorm1d per member and feature of a [K, B, H] tensor."""
+
+    def __init__(self, n: int, size: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(n * size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, b, h = x.shape
+        y = self.norm(x.transpose(0, 1).reshape(b, k * h))
+        return y.reshape(b, k, h).transpose(0, 1)
+
+
+class CriticEnsemble(nn.Module):
+    """K critics Q_k(s, a), each an MLP on [s, a], evaluated together: returns [K, B]."""
+
+    def __init__(
+        self,
+        n_critics: int,
+        obs_size: int,
+        action_size: int,
+        hidden_units: list[int],
+        activation: str,
+        use_batch_norm: bool,
+    ) -> None:
+        super().__init__()
+        self.n_critics = n_critics
+        layers: list[nn.Module] = []
+        in_size = obs_size + action_size
+        for units in hidden_units:
+            layers += [EnsembleLinear(n_critics, in_size, units), ACTIVATIONS[activation]()]
+            if use_batch_norm:
+                layers.append(EnsembleBatchNorm(n_critics, units))
+            in_size = units
+        layers.append(EnsembleLinear(n_critics, in_size, 1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """obs [..., D], actions [..., A] -> Q values [K, ...]."""
+        batch_shape = obs.shape[:-1]
+        x = torch.cat([obs, actions], dim=-1).reshape(1, -1, obs.shape[-1] + actions.shape[-1])
+        q = self.layers(x.expand(self.n_critics, -1, -1).contiguous())
+        return q.reshape(self.n_critics, *batch_shape)

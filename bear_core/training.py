@@ -1,0 +1,204 @@
+"""The training loop: `fitter` yields (epoch, metrics) after every epoch; `BEAR.fit` lists it.
+
+Data lives on the training device, scaled once; mini-batches are drawn there with the model's own
+generator. After each epoch: scorers, logs, `checkpoint.pt` (the resume point) and every
+`save_interval` epochs `model_<epoch>.pt`, all written atomically. `should_stop` is polled every
+step: when it answers True the loop saves a checkpoint and returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from bear_core.algo import metrics_to_floats
+from bear_core.dataset import Episode, MDPDataset, TransitionBuffer
+from bear_core.modules import TorchBatch
+
+if TYPE_CHECKING:
+    from bear_core.algo import BEAR
+
+Scorer = Callable[[Any, Sequence[Episode]], float]
+CHECKPOINT = "checkpoint.pt"
+PROGRESS_INTERVAL_S = 1.0
+
+
+def fitter(
+    algo: BEAR,
+    episodes: MDPDataset | Sequence[Episode],
+    experiment_name: str | None = None,
+    with_timestamp: bool = True,
+    logdir: str | Path = "d3rlpy_logs",
+    verbose: bool = True,
+    show_progress: bool = True,
+    tensorboard: bool = True,
+    eval_episodes: Sequence[Episode] | None = None,
+    save_interval: int = 1,
+    scorers: Mapping[str, Scorer] | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    action_bounds: tuple[Any, Any] | None = None,
+) -> Iterator[tuple[int, dict[str, float]]]:
+    """Train `algo` for its n_epochs. Extensions: `run_dir` names the output directory exactly
+    and resumes from its checkpoint.pt when one is there; `should_stop` is polled every step;
+    `action_bounds` (low, high) declares the action range when `episodes` is a plain list
+    (an MDPDataset brings its own; otherwise the data's min and max are used)."""
+    if isinstance(save_interval, bool) or not isinstance(save_interval, int) or save_interval < 1:
+        raise ValueError(f"save_interval must be an int >= 1, got {save_interval!r}")
+    if scorers and not eval_episodes:
+        raise ValueError("scorers need eval_episodes to score")
+    train_episodes, bounds = _episodes(episodes, "episodes")
+    bounds = bounds if bounds is not None else action_bounds
+    buffer = TransitionBuffer.from_episodes(train_episodes)
+    directory = _run_directory(run_dir, logdir, experiment_name, with_timestamp)
+
+    if algo.impl is None:
+        algo.create_impl(train_episodes[0].observation_shape, train_episodes[0].action_size)
+    if (directory / CHECKPOINT).exists():
+        algo.load_model(directory / CHECKPOINT)  # resume; this run's parameters stay in force
+    m = algo.impl
+    assert m is not None
+    if (algo.observation_shape, algo.action_size) != (
+        tuple(train_episodes[0].observation_shape),
+        train_episodes[0].action_size,
+    ):
+        raise ValueError(
+            f"episodes have observation_shape {train_episodes[0].observation_shape} and "
+            f"action_size {train_episodes[0].action_size}, but the model was built for "
+            f"{algo.observation_shape} and {algo.action_size}"
+        )
+    if not m.observation_scaler.fitted:
+        m.observation_scaler.fit(buffer.observations)
+    if not m.action_scaler.fitted:
+        m.action_scaler.fit(buffer.actions, bounds)
+
+    cfg = algo.config
+    steps_per_epoch = cfg.n_steps_per_epoch or max(1, len(buffer) // cfg.batch_size)
+    data = _device_data(buffer, m)
+    logger = _logger(directory, tensorboard, verbose)
+    logger.write_params(algo.params_json())
+    n = len(buffer)
+
+    done_in_epoch = algo.total_step - algo.epoch * steps_per_epoch
+    start = time.monotonic()
+    last_progress = 0.0
+    try:
+        for epoch in range(algo.epoch + 1, cfg.n_epochs + 1):
+            sums: dict[str, torch.Tensor] = {}
+            steps = range(max(0, done_in_epoch), steps_per_epoch)
+            done_in_epoch = 0
+            bar = _progress_bar(steps, epoch, show_progress)
+            for _ in bar:
+                if should_stop is not None and should_stop():
+                    algo.save_model(directory / CHECKPOINT)
+                    return
+                idx = torch.randint(n, (cfg.batch_size,), generator=m.generator, device=m.device)
+                batch = TorchBatch(*(t[idx] for t in data))
+                metrics = algo.update_on_device(epoch - 1, algo.total_step, batch)
+                algo.total_step += 1
+                for name, value in metrics.items():
+                    sums[name] = sums[name] + value if name in sums else value.clone()
+                if time.monotonic() - last_progress > PROGRESS_INTERVAL_S:
+                    last_progress = time.monotonic()
+                    logger.write_progress(
+                        state="running",
+                        epoch=epoch,
+                        n_epochs=cfg.n_epochs,
+                        step=algo.total_step,
+                        total_steps=cfg.n_epochs * steps_per_epoch,
+                        elapsed_s=last_progress - start,
+                    )
+            epoch_metrics = {k: v / steps_per_epoch for k, v in sums.items()}
+            results = metrics_to_floats(epoch_metrics)
+            for name, scorer in (scorers or {}).items():
+                results[name] = float(scorer(algo, eval_episodes or []))
+            algo.epoch = epoch
+            logger.log_epoch(epoch, algo.total_step, results)
+            algo.save_model(directory / CHECKPOINT)
+            if epoch % save_interval == 0:
+                algo.save_model(directory / f"model_{epoch}.pt")
+            logger.write_progress(
+                state="running" if epoch < cfg.n_epochs else "finished",
+                epoch=epoch,
+                n_epochs=cfg.n_epochs,
+                step=algo.total_step,
+                total_steps=cfg.n_epochs * steps_per_epoch,
+                elapsed_s=time.monotonic() - start,
+                metrics=results,
+            )
+            yield epoch, results
+    finally:
+        logger.close()
+
+
+def _episodes(episodes: MDPDataset | Sequence[Episode], name: str) -> tuple[list[Episode], Any]:
+    if isinstance(episodes, MDPDataset):
+        return list(episodes.episodes), episodes.action_bounds
+    if isinstance(episodes, Episode):
+        episodes = [episodes]
+    if not isinstance(episodes, Sequence) or not all(isinstance(e, Episode) for e in episodes):
+        raise ValueError(f"{name} must be an MDPDataset or a list of Episode")
+    if not episodes:
+        raise ValueError(f"{name} is empty")
+    return list(episodes), None
+
+
+def _run_directory(
+    run_dir: str | Path | None,
+    logdir: str | Path,
+    experiment_name: str | None,
+    with_timestamp: bool,
+) -> Path:
+    if run_dir is not None:
+        path = Path(run_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    name = experiment_name or "BEAR"
+    while True:
+        suffix = f"_{datetime.now().strftime('%Y%m%d%H%M%S')}" if with_timestamp else ""
+        path = Path(logdir) / f"{name}{suffix}"
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            if not with_timestamp:
+                raise ValueError(
+                    f"experiment_name={name!r}: {path} already exists (with_timestamp=False)"
+                ) from None
+            time.sleep(1.0)
+
+
+def _device_data(buffer: TransitionBuffer, m: Any) -> tuple[torch.Tensor, ...]:
+    """(obs, actions, rewards, next_obs, terminals) on the device, scaled once."""
+
+    def tensor(x: Any) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=torch.float32, device=m.device)
+
+    with torch.no_grad():
+        return (
+            m.observation_scaler(tensor(buffer.observations)).contiguous(),
+            m.action_scaler(tensor(buffer.actions)).contiguous(),
+            tensor(buffer.rewards).reshape(-1),
+            m.observation_scaler(tensor(buffer.next_observations)).contiguous(),
+            tensor(buffer.terminals).reshape(-1),
+        )
+
+
+def _logger(directory: Path, tensorboard: bool, verbose: bool) -> Any:
+    from bear_core.logger import RunLogger
+
+    return RunLogger(directory, tensorboard=tensorboard, verbose=verbose)
+
+
+def _progress_bar(steps: range, epoch: int, show: bool) -> Any:
+    if not show:
+        return steps
+    from tqdm.auto import tqdm
+
+    return tqdm(steps, desc=f"epoch {epoch}", leave=False)

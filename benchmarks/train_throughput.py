@@ -1,0 +1,421 @@
+"""Training throughput: gradient updates per second of bear_core's BEAR vs d3rlpy 2.8.1's BEAR.
+
+Both sides run on the CPU with one torch thread, mini-batches of 256 transitions (observation
+size 17, action size 6), [256, 256] hidden units in every network and 2 critics. Batches are
+built before timing; each timed step is one call of the public per-minibatch update (numpy batch
+in, metrics out), so the numpy-to-tensor conversion is included on both sides and data sampling
+is not.
+
+d3rlpy is a benchmark-only tool and never a project dependency: its half runs in a separate
+interpreter (by default `.bench-venv/bin/python`, made with
+`python3 -m venv .bench-venv && .bench-venv/bin/pip install torch==2.13.0 d3rlpy==2.8.1`) through
+`--d3rlpy-only`. Without that interpreter the JSON says so and reports our half alone.
+
+    .venv/bin/python benchmarks/train_throughput.py [--steps 300] [--set imitator_type=vae]
+
+Prints exactly one JSON line on stdout; diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_D3RLPY_PYTHON = REPO_ROOT / ".bench-venv" / "bin" / "python"
+
+THREADS = 1
+BATCH_SIZE = 256
+HIDDEN_UNITS = [256, 256]
+N_CRITICS = 2
+OBSERVATION_SIZE = 17
+ACTION_SIZE = 6
+N_PREBUILT_BATCHES = 8
+SEED = 0
+
+
+# --- shared helpers -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomBatch:
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminals: np.ndarray
+
+
+def random_batches(n: int, batch_size: int, seed: int) -> list[RandomBatch]:
+    """Transitions of the benchmark's shapes: actions in [-1, 1], about 1% terminal."""
+    rng = np.random.default_rng(seed)
+
+    def floats(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    return [
+        RandomBatch(
+            observations=floats(batch_size, OBSERVATION_SIZE),
+            actions=rng.uniform(-1.0, 1.0, (batch_size, ACTION_SIZE)).astype(np.float32),
+            rewards=floats(batch_size, 1),
+            next_observations=floats(batch_size, OBSERVATION_SIZE),
+            terminals=(rng.random((batch_size, 1)) < 0.01).astype(np.float32),
+        )
+        for _ in range(n)
+    ]
+
+
+def time_updates(
+    update: Callable[[int], object], warmup: int, steps: int, repeats: int
+) -> dict[str, Any]:
+    """Run `warmup` untimed updates, then `repeats` timed blocks of `steps` updates each.
+
+    `update(i)` performs gradient step number i. Reports the median rate over the blocks."""
+    step = 0
+    for _ in range(warmup):
+        update(step)
+        step += 1
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            update(step)
+            step += 1
+        rates.append(steps / (time.perf_counter() - start))
+    return {"updates_per_s": statistics.median(rates), "block_rates": rates}
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data for config values (tuples, mappings, enums, other objects by repr)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return repr(value)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[TextIO]:
+    """Send everything written to stdout (libraries' logs included) to stderr; yield a stream on
+    the real stdout for the result line."""
+    sys.stdout.flush()
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with os.fdopen(os.dup(real_stdout), "w") as result_stream:
+            yield result_stream
+    finally:
+        sys.stdout.flush()
+        os.dup2(real_stdout, 1)
+        os.close(real_stdout)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- our BEAR -----------------------------------------------------------------------------------
+
+
+def measure_ours(
+    overrides: dict[str, Any], warmup: int, steps: int, repeats: int
+) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(SEED)
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from bear_core import BEAR
+    from bear_core.dataset.batch import TransitionBatch
+
+    params: dict[str, Any] = {
+        "batch_size": BATCH_SIZE,
+        "encoder_params": {"hidden_units": HIDDEN_UNITS},
+        "n_critics": N_CRITICS,
+        "use_gpu": False,
+        "seed": SEED,
+    }
+    params.update(overrides)
+    bear = BEAR(**params)
+    bear.create_impl((OBSERVATION_SIZE,), ACTION_SIZE)
+    batches = [
+        TransitionBatch(**dataclasses.asdict(b))
+        for b in random_batches(N_PREBUILT_BATCHES, bear.config.batch_size, SEED)
+    ]
+    metrics: dict[str, float] = {}
+
+    def update(step: int) -> None:
+        nonlocal metrics
+        metrics = bear.update(0, step, batches[step % len(batches)])
+
+    log(f"ours: {warmup} warm-up + {repeats} x {steps} timed updates")
+    result = time_updates(update, warmup, steps, repeats)
+    return {
+        "torch": torch.__version__,
+        "python": sys.executable,
+        "config": jsonable(bear.config.to_dict()),
+        "metric_names": sorted(metrics),
+        **result,
+    }
+
+
+# --- d3rlpy's BEAR (runs under the benchmark interpreter) ---------------------------------------
+
+
+def measure_d3rlpy(warmup: int, steps: int, repeats: int) -> dict[str, Any]:
+    import d3rlpy
+    import torch
+    from d3rlpy.models.encoders import VectorEncoderFactory
+
+    torch.set_num_threads(THREADS)
+    d3rlpy.seed(SEED)
+    config = d3rlpy.algos.BEARConfig(
+        batch_size=BATCH_SIZE,
+        actor_encoder_factory=VectorEncoderFactory(HIDDEN_UNITS),
+        critic_encoder_factory=VectorEncoderFactory(HIDDEN_UNITS),
+        imitator_encoder_factory=VectorEncoderFactory(HIDDEN_UNITS),
+        n_critics=N_CRITICS,
+        warmup_steps=0,  # the full SAC + MMD actor update from the first step
+    )
+    algo = config.create(device=False)
+
+    rng = np.random.default_rng(SEED)
+    n_transitions = 10 * BATCH_SIZE
+    terminals = np.zeros(n_transitions, dtype=np.float32)
+    terminals[BATCH_SIZE - 1 :: BATCH_SIZE] = 1.0
+    dataset = d3rlpy.dataset.MDPDataset(
+        observations=rng.standard_normal((n_transitions, OBSERVATION_SIZE)).astype(np.float32),
+        actions=rng.uniform(-1.0, 1.0, (n_transitions, ACTION_SIZE)).astype(np.float32),
+        rewards=rng.standard_normal(n_transitions).astype(np.float32),
+        terminals=terminals,
+        action_space=d3rlpy.ActionSpace.CONTINUOUS,
+        action_size=ACTION_SIZE,
+    )
+    algo.build_with_dataset(dataset)
+    batches = [dataset.sample_transition_batch(BATCH_SIZE) for _ in range(N_PREBUILT_BATCHES)]
+    metrics: dict[str, float] = {}
+
+    def update(step: int) -> None:
+        nonlocal metrics
+        metrics = algo.update(batches[step % len(batches)])
+
+    log(f"d3rlpy: {warmup} warm-up + {repeats} x {steps} timed updates")
+    result = time_updates(update, warmup, steps, repeats)
+    return {
+        "version": d3rlpy.__version__,
+        "torch": torch.__version__,
+        "python": sys.executable,
+        "config": describe_d3rlpy_config(config),
+        "metric_names": sorted(metrics),
+        **result,
+    }
+
+
+def describe_d3rlpy_config(config: Any) -> dict[str, Any]:
+    """Every field of d3rlpy's config, factories as their type name and their own fields."""
+    described = describe_dataclass(config)
+    described["imitator"] = "conditional VAE, latent size 2 * action_size"
+    return described
+
+
+def describe_dataclass(value: Any) -> Any:
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return jsonable(value)
+    return {
+        "type": type(value).__name__,
+        **{f.name: describe_dataclass(getattr(value, f.name)) for f in dataclasses.fields(value)},
+    }
+
+
+def run_d3rlpy_subprocess(
+    python: Path, warmup: int, steps: int, repeats: int
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Measure d3rlpy in its own interpreter; returns (result, reason it was not measured)."""
+    command = [
+        str(python),
+        str(Path(__file__).resolve()),
+        "--d3rlpy-only",
+        "--warmup",
+        str(warmup),
+        "--steps",
+        str(steps),
+        "--repeats",
+        str(repeats),
+    ]
+    log("d3rlpy: " + " ".join(command))
+    completed = subprocess.run(
+        command, stdout=subprocess.PIPE, stderr=None, text=True, cwd=REPO_ROOT, check=False
+    )
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    if completed.returncode != 0 or not lines:
+        return None, f"{python} --d3rlpy-only exited with status {completed.returncode}"
+    result = json.loads(lines[-1])
+    if "error" in result:
+        return None, str(result["error"])
+    return result, None
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """key=value pairs; values are JSON where they parse as JSON, strings otherwise."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return overrides
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=300, help="timed updates per block")
+    parser.add_argument("--warmup", type=int, default=30, help="untimed updates first")
+    parser.add_argument("--repeats", type=int, default=3, help="timed blocks (median reported)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="our BEAR constructor parameter (value parsed as JSON when possible); repeatable",
+    )
+    parser.add_argument(
+        "--d3rlpy-python",
+        type=Path,
+        default=None,
+        help=f"interpreter with d3rlpy installed (default {DEFAULT_D3RLPY_PYTHON} if present)",
+    )
+    parser.add_argument("--skip-d3rlpy", action="store_true", help="measure our BEAR only")
+    parser.add_argument("--skip-ours", action="store_true", help="measure d3rlpy only")
+    parser.add_argument("--d3rlpy-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for name in ("steps", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    return args
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = parse_overrides(args.overrides)
+    report: dict[str, Any] = {
+        "threads": THREADS,
+        "batch_size": overrides.get("batch_size", BATCH_SIZE),
+        "hidden_units": HIDDEN_UNITS,
+        "n_critics": overrides.get("n_critics", N_CRITICS),
+        "observation_size": OBSERVATION_SIZE,
+        "action_size": ACTION_SIZE,
+        "device": "cpu",
+        "warmup_updates": args.warmup,
+        "timed_updates": args.steps,
+        "timed_blocks": args.repeats,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "overrides": overrides,
+        "ours_updates_per_s": None,
+        "d3rlpy_updates_per_s": None,
+        "speedup": None,
+    }
+
+    if args.skip_ours:
+        report["ours_not_measured"] = "--skip-ours"
+    else:
+        try:
+            ours = measure_ours(overrides, args.warmup, args.steps, args.repeats)
+        except Exception as exc:
+            log(traceback.format_exc())
+            report["ours_not_measured"] = f"{type(exc).__name__}: {exc}"
+        else:
+            report["ours_updates_per_s"] = ours.pop("updates_per_s")
+            report["ours_block_rates"] = ours.pop("block_rates")
+            report.update({f"ours_{k}": v for k, v in ours.items()})
+
+    python = args.d3rlpy_python or DEFAULT_D3RLPY_PYTHON
+    if args.skip_d3rlpy:
+        report["d3rlpy_not_measured"] = "--skip-d3rlpy"
+    elif not python.exists():
+        report["d3rlpy_not_measured"] = (
+            f"no d3rlpy interpreter at {python} (create .bench-venv with "
+            "`pip install torch==2.13.0 d3rlpy==2.8.1` or pass --d3rlpy-python)"
+        )
+    else:
+        theirs, reason = run_d3rlpy_subprocess(python, args.warmup, args.steps, args.repeats)
+        if theirs is None:
+            report["d3rlpy_not_measured"] = reason
+        else:
+            report["d3rlpy_updates_per_s"] = theirs.pop("updates_per_s")
+            report["d3rlpy_block_rates"] = theirs.pop("block_rates")
+            report.update({f"d3rlpy_{k}": v for k, v in theirs.items()})
+
+    report["workload"] = summarize_workload(report)
+    if report["ours_updates_per_s"] and report["d3rlpy_updates_per_s"]:
+        report["speedup"] = report["ours_updates_per_s"] / report["d3rlpy_updates_per_s"]
+    return report
+
+
+def summarize_workload(report: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide the cost of one update, side by side."""
+    summary: dict[str, Any] = {}
+    ours = report.get("ours_config")
+    if ours:
+        summary["ours"] = {
+            "imitator": ours["imitator_type"],
+            "target_action_samples": ours["n_action_samples"],
+            "mmd_action_samples": ours["n_action_samples"],
+            "mmd_kernel": ours["mmd_kernel"],
+            "update_actor_interval": ours["update_actor_interval"],
+            "rl_start_epoch": ours["rl_start_epoch"],
+        }
+    theirs = report.get("d3rlpy_config")
+    if theirs:
+        summary["d3rlpy"] = {
+            "imitator": "vae",
+            "target_action_samples": theirs["n_target_samples"],
+            "mmd_action_samples": theirs["n_mmd_action_samples"],
+            "mmd_kernel": theirs["mmd_kernel"],
+            "warmup_steps": theirs["warmup_steps"],
+        }
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with stdout_to_stderr() as result_stream:
+        if args.d3rlpy_only:
+            try:
+                result = measure_d3rlpy(args.warmup, args.steps, args.repeats)
+            except Exception as exc:
+                log(traceback.format_exc())
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+        else:
+            result = benchmark(args)
+        result_stream.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

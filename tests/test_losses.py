@@ -1,0 +1,193 @@
+"""The math of BEAR: kernels, MMD, target, losses, and the order and gating of one update step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bear_core.algo import BEAR
+from bear_core.dataset.batch import TransitionBatch
+from bear_core.losses import (
+    actor_loss,
+    alpha_loss,
+    critic_loss,
+    critic_target,
+    kernel,
+    mmd,
+    temperature_loss,
+)
+from tests.conftest import ACTION_SIZE, OBS_SIZE, TINY
+
+
+def random_batch(n: int = 32, seed: int = 0) -> TransitionBatch:
+    rng = np.random.default_rng(seed)
+    return TransitionBatch(
+        observations=rng.normal(size=(n, OBS_SIZE)).astype(np.float32),
+        actions=rng.uniform(-1, 1, size=(n, ACTION_SIZE)).astype(np.float32),
+        rewards=rng.normal(size=(n, 1)).astype(np.float32),
+        next_observations=rng.normal(size=(n, OBS_SIZE)).astype(np.float32),
+        terminals=(rng.uniform(size=(n, 1)) < 0.2).astype(np.float32),
+    )
+
+
+def built(**params: object) -> BEAR:
+    algo = BEAR(**{**TINY, "action_scaler": None, **params})
+    algo.create_impl((OBS_SIZE,), ACTION_SIZE)
+    return algo
+
+
+def flat(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in module.parameters()]).clone()
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "laplacian"])
+def test_kernel_matches_its_formula(kind: str) -> None:
+    x, y = torch.randn(3, 4, 2), torch.randn(3, 5, 2)
+    diff = x[:, :, None, :] - y[:, None, :, :]
+    distance = diff.pow(2).sum(-1) if kind == "gaussian" else diff.abs().sum(-1)
+    expected = torch.exp(-distance / (2 * 20.0))
+    torch.testing.assert_close(kernel(x, y, kind, 20.0), expected)
+
+
+def test_mmd_is_near_zero_for_identical_samples_and_grows_with_distance() -> None:
+    p = torch.randn(8, 4, 3)
+    same = mmd(p, p.clone(), "gaussian", 1.0)
+    torch.testing.assert_close(same, torch.full((8,), 1e-3), atol=1e-4, rtol=0)
+    near = mmd(p, p + 0.5, "gaussian", 1.0)
+    far = mmd(p, p + 3.0, "gaussian", 1.0)
+    assert bool((far > near).all()) and bool((near > same).all())
+
+
+def test_mmd_hand_computed_single_sample() -> None:
+    p, b = torch.tensor([[[0.0, 0.0]]]), torch.tensor([[[1.0, 2.0]]])
+    k = np.exp(-(1 + 4) / (2 * 2.0))
+    expected = np.sqrt(1 + 1 - 2 * k + 1e-6)
+    assert mmd(p, b, "gaussian", 2.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_critic_target_mixes_min_and_max_and_takes_best_sample() -> None:
+    # K=2 critics, B=1, n=2 samples
+    next_q = torch.tensor([[[1.0, 4.0]], [[3.0, 0.0]]])
+    log_prob = torch.tensor([[0.5, -0.5]])
+    lam, gamma, t = 0.75, 0.9, torch.tensor(0.1)
+    # sample 0: 0.75*1 + 0.25*3 = 1.5; sample 1: 0.75*0 + 0.25*4 = 1.0 -> sample 0
+    y = critic_target(torch.tensor([2.0]), torch.tensor([0.0]), next_q, log_prob, gamma, lam, t)
+    assert y.item() == pytest.approx(2.0 + 0.9 * (1.5 - 0.1 * 0.5))
+    terminal = critic_target(
+        torch.tensor([2.0]), torch.tensor([1.0]), next_q, log_prob, gamma, lam, t
+    )
+    assert terminal.item() == pytest.approx(2.0)
+
+
+def test_critic_loss_sums_member_mses() -> None:
+    q, y = torch.tensor([[1.0, 2.0], [0.0, 0.0]]), torch.tensor([0.0, 1.0])
+    assert critic_loss(q, y).item() == pytest.approx((1 + 1) / 2 + (0 + 1) / 2)
+
+
+def test_actor_loss_warmup_is_only_the_mmd_penalty() -> None:
+    log_prob, m, t, a = (
+        torch.tensor([0.3]),
+        torch.tensor([0.2]),
+        torch.tensor(0.5),
+        torch.tensor(2.0),
+    )
+    assert actor_loss(None, log_prob, m, t, a, 0.05).item() == pytest.approx(2.0 * 0.15)
+    full = actor_loss(torch.tensor([1.0]), log_prob, m, t, a, 0.05).item()
+    assert full == pytest.approx(0.5 * 0.3 - 1.0 + 2.0 * 0.15)
+
+
+def test_dual_losses_have_the_right_sign() -> None:
+    log_alpha = torch.zeros((), requires_grad=True)
+    alpha_loss(log_alpha, torch.tensor([0.5]), 0.05).backward()
+    assert log_alpha.grad is not None and log_alpha.grad.item() < 0  # MMD > eps: alpha grows
+    log_temp = torch.zeros((), requires_grad=True)
+    temperature_loss(log_temp, torch.tensor([5.0]), 2).backward()
+    assert log_temp.grad is not None and log_temp.grad.item() < 0  # entropy too low: T grows
+
+
+def test_alpha_learning_rate_drives_alpha_optimizer() -> None:
+    changes = {}
+    for lr in (0.0, 1e-3, 1e-1):
+        algo = built(alpha_learning_rate=lr)
+        assert algo.impl is not None
+        assert algo.impl.alpha_optim.param_groups[0]["lr"] == lr
+        for step in range(3):
+            metrics = algo.update(0, step, random_batch(seed=step))
+        changes[lr] = abs(metrics["alpha"] - 1.0)
+    assert changes[0.0] == 0.0
+    assert 0.0 < changes[1e-3] < changes[1e-1]
+
+
+@pytest.mark.parametrize(("threshold", "bound"), [(10.0, -5.0), (-10.0, 10.0)])
+def test_log_alpha_is_clamped_to_paper_range(threshold: float, bound: float) -> None:
+    algo = built(alpha_learning_rate=50.0, alpha_threshold=threshold)  # MMD far below/above eps
+    for step in range(5):
+        metrics = algo.update(0, step, random_batch(seed=step))
+    assert metrics["alpha"] == pytest.approx(np.exp(bound), rel=1e-5)
+
+
+def test_mmd_gradient_reaches_the_policy_after_warmup() -> None:
+    """The actor's gradient after warm-up includes the MMD penalty: alpha changes the update."""
+    results = []
+    for alpha in (1e-3, 1e3):
+        algo = built(initial_alpha=alpha, alpha_learning_rate=0.0, rl_start_epoch=0)
+        assert algo.impl is not None
+        algo.update(0, 0, random_batch())
+        results.append(flat(algo.impl.policy))
+    assert not torch.allclose(results[0], results[1])
+
+    algo = built()
+    m = algo.impl
+    assert m is not None
+    obs = torch.randn(16, OBS_SIZE)
+    pre_tanh, _, _ = m.policy.sample_n(obs, torch.randn(16, 4, ACTION_SIZE))
+    with torch.no_grad():
+        behaviour = m.imitator.sample_n_pre_tanh(obs, torch.randn(16, 4, ACTION_SIZE))
+    penalty = actor_loss(
+        None,
+        torch.zeros(16),
+        mmd(pre_tanh, behaviour, "gaussian", 20.0),
+        torch.tensor(1.0),
+        torch.tensor(1.0),
+        0.05,
+    )
+    grads = torch.autograd.grad(penalty, list(m.policy.parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_warmup_trains_imitator_and_mmd_actor_but_not_critics() -> None:
+    algo = built(rl_start_epoch=1)
+    m = algo.impl
+    assert m is not None
+    critics, policy, imitator = flat(m.critics), flat(m.policy), flat(m.imitator)
+    metrics = algo.update(0, 0, random_batch())
+    assert "critic_loss" not in metrics and "temp_loss" not in metrics
+    assert torch.equal(flat(m.critics), critics)
+    assert not torch.equal(flat(m.policy), policy)
+    assert not torch.equal(flat(m.imitator), imitator)
+    assert metrics["temp"] == pytest.approx(1.0)
+    metrics = algo.update(1, 1, random_batch())
+    assert "critic_loss" in metrics and not torch.equal(flat(m.critics), critics)
+
+
+def test_update_actor_interval_skips_actor_steps() -> None:
+    algo = built(update_actor_interval=2)
+    m = algo.impl
+    assert m is not None
+    policy = flat(m.policy)
+    metrics = algo.update(0, 1, random_batch())
+    assert "actor_loss" not in metrics and torch.equal(flat(m.policy), policy)
+    metrics = algo.update(0, 2, random_batch())
+    assert "actor_loss" in metrics and not torch.equal(flat(m.policy), policy)
+
+
+def test_targets_follow_polyak_averaging() -> None:
+    algo = built(tau=0.25)
+    m = algo.impl
+    assert m is not None
+    before = flat(m.target_critics)
+    assert torch.equal(before, flat(m.critics))  # targets start as copies
+    algo.update(0, 0, random_batch())
+    expected = 0.75 * before + 0.25 * flat(m.critics)
+    torch.testing.assert_close(flat(m.target_critics), expected)
