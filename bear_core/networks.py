@@ -8,6 +8,7 @@ torch/ONNX parity is exact. Shapes: B batch, n samples per state, A action size,
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,14 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # policy and regressor log-std clamp (SAC
 VAE_LOG_STD_MIN, VAE_LOG_STD_MAX = -4.0, 15.0  # VAE encoder log-std clamp (paper code)
 VAE_LATENT_CLIP = 0.5  # decoder samples z ~ N(0, I) clipped to [-0.5, 0.5] (paper code)
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "swish": nn.SiLU}
+
+class Activation(nn.Module):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return activate(x, self.name)
 
 
 def mlp(
@@ -26,7 +34,7 @@ def mlp(
     """Linear -> activation (-> BatchNorm) for every hidden layer; output size hidden_units[-1]."""
     layers: list[nn.Module] = []
     for units in hidden_units:
-        layers += [nn.Linear(in_size, units), ACTIVATIONS[activation]()]
+        layers += [nn.Linear(in_size, units), Activation(activation)]
         if use_batch_norm:
             layers.append(nn.BatchNorm1d(units))
         in_size = units
@@ -178,7 +186,13 @@ class EnsembleBatchNorm(nn.Module):
 
 
 class CriticEnsemble(nn.Module):
-    """K critics Q_k(s, a), each an MLP on [s, a], evaluated together: returns [K, B]."""
+    """K critics Q_k(s, a), each an MLP on [s, a], evaluated together: returns [K, B].
+
+    Without gradients (targets, inference) rows go through in chunks that stay in cache, and
+    activations run in place: the ensemble is the hot path of the critic target.
+    """
+
+    CHUNK_ROWS = 256
 
     def __init__(
         self,
@@ -191,19 +205,40 @@ class CriticEnsemble(nn.Module):
     ) -> None:
         super().__init__()
         self.n_critics = n_critics
-        layers: list[nn.Module] = []
-        in_size = obs_size + action_size
-        for units in hidden_units:
-            layers += [EnsembleLinear(n_critics, in_size, units), ACTIVATIONS[activation]()]
-            if use_batch_norm:
-                layers.append(EnsembleBatchNorm(n_critics, units))
-            in_size = units
-        layers.append(EnsembleLinear(n_critics, in_size, 1))
-        self.layers = nn.Sequential(*layers)
+        self.in_size = obs_size + action_size
+        self.activation = activation
+        sizes = [self.in_size, *hidden_units]
+        self.hidden = nn.ModuleList(
+            EnsembleLinear(n_critics, i, o) for i, o in pairwise(sizes)
+        )
+        self.norms = nn.ModuleList(
+            EnsembleBatchNorm(n_critics, o) if use_batch_norm else nn.Identity()
+            for o in hidden_units
+        )
+        self.head = EnsembleLinear(n_critics, hidden_units[-1], 1)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """obs [..., D], actions [..., A] -> Q values [K, ...]."""
         batch_shape = obs.shape[:-1]
-        x = torch.cat([obs, actions], dim=-1).reshape(1, -1, obs.shape[-1] + actions.shape[-1])
-        q = self.layers(x.expand(self.n_critics, -1, -1).contiguous())
+        x = torch.cat([obs, actions], dim=-1).reshape(-1, self.in_size)
+        if torch.is_grad_enabled() or self.training or x.shape[0] <= self.CHUNK_ROWS:
+            q = self._q(x)
+        else:
+            q = torch.cat([self._q(rows) for rows in x.split(self.CHUNK_ROWS)], dim=1)
         return q.reshape(self.n_critics, *batch_shape)
+
+    def _q(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, D + A] -> [K, N]."""
+        h = x.unsqueeze(0).expand(self.n_critics, -1, -1).contiguous()
+        for linear, norm in zip(self.hidden, self.norms, strict=True):
+            h = norm(activate(linear(h), self.activation))
+        return self.head(h).squeeze(-1)
+
+
+def activate(x: torch.Tensor, activation: str) -> torch.Tensor:
+    """The activation, in place where autograd allows it (relu, tanh keep only their output)."""
+    if activation == "relu":
+        return torch.relu_(x)
+    if activation == "tanh":
+        return torch.tanh_(x)
+    return F.silu(x)
