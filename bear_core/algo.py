@@ -76,6 +76,7 @@ class BEAR:
             self._action_size = int(impl.action_scaler.low.shape[0])
         self.epoch = 0  # completed epochs
         self.total_step = 0  # completed gradient steps
+        self.provenance: dict[str, Any] = {}  # dataset checksum and final metrics, set by fit
 
     # --- parameters -------------------------------------------------------------------------------
 
@@ -253,6 +254,7 @@ class BEAR:
             "modules": m.state_dict(),
             "epoch": self.epoch,
             "total_step": self.total_step,
+            "provenance": json.loads(json.dumps(self.provenance)),
         }
 
     def load_model(self, fname: str | Path) -> None:
@@ -283,6 +285,7 @@ class BEAR:
                 f"fname={str(fname)!r} does not fit this BEAR's networks: {exc}"
             ) from exc
         self.epoch, self.total_step = int(state["epoch"]), int(state["total_step"])
+        self.provenance = dict(state.get("provenance", {}))
 
     def params_json(self) -> dict[str, Any]:
         """What params.json holds: the parameters, the fitted scalers and the shapes."""
@@ -317,6 +320,15 @@ class BEAR:
         from bear_core.export import save_greedy_policy
 
         save_greedy_policy(self._require_impl(), fname, as_onnx=as_onnx)
+
+    def export_bundle(self, path: str | Path) -> Path:
+        """Write a policy bundle directory (policy, sampler and critic ensemble as ONNX plus
+        manifest.json) for the torch-free runtime `bear_core.bundle.load_bundle`. Atomic."""
+        from bear_core.export import export_bundle
+
+        provenance = {**self.provenance, "epochs": self.epoch, "total_steps": self.total_step}
+        params = json.loads(json.dumps(self.params_json()))
+        return export_bundle(self._require_impl(), path, params, provenance)
 
     # --- input checks -----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m bear_core {train,generate,evaluate,demo}`.
+"""Command line: `python -m bear_core {train,generate,evaluate,export,demo}`.
 
 `train` is what background training jobs run: it writes params.json, progress.json,
 metrics.jsonl, one CSV per metric and checkpoints into --out as it goes, resumes from
@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--trials", type=int, default=10)
     evaluate.add_argument("--seed", type=int, default=0)
 
+    export = sub.add_parser("export", help="write a torch-free policy bundle of a trained model")
+    export.add_argument("--model", required=True, help="run directory or model_<epoch>.pt")
+    export.add_argument("--out", required=True, help="bundle directory to create")
+
     demo = sub.add_parser("demo", help="generate Pendulum data, train, evaluate, print returns")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
@@ -114,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_generate(args)
         if args.command == "evaluate":
             return cmd_evaluate(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_demo(args)
     except (ValueError, NotImplementedError, BearError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -212,6 +218,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     algo = load_trained(args.model)
     score = evaluate_on_environment(_make_env(args.env), n_trials=args.trials, seed=args.seed)
     print(json.dumps({"env": args.env, "trials": args.trials, "mean_return": score(algo)}))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    algo = load_trained(args.model)
+    path = algo.export_bundle(args.out)
+    print(json.dumps({"bundle": str(path), "epochs": algo.epoch, "total_steps": algo.total_step}))
     return 0
 
 

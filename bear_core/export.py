@@ -1,31 +1,78 @@
-"""Export the greedy policy as TorchScript or ONNX, scalers baked in, runnable without bear_core."""
+"""Export to artifacts that run without bear_core: the greedy policy as TorchScript or ONNX
+(`save_policy`), and policy bundles (greedy policy, sampler and critic ensemble as ONNX plus a
+manifest) for the torch-free runtime in `bear_core.bundle`. Scalers are baked into every graph."""
 
 from __future__ import annotations
 
 import copy
+import os
+import platform
+import shutil
+import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from bear_core.io_utils import atomic_write_with
+from bear_core.bundle.manifest import (
+    FORMAT_VERSION,
+    GRAPH_FILES,
+    MANIFEST_FILE,
+    Manifest,
+    sha256_file,
+)
+from bear_core.io_utils import atomic_write_json, atomic_write_with
 from bear_core.modules import BEARModules
 
 ONNX_OPSET = 18
+EXPORT_PARITY_ATOL = 1e-4  # export refuses a bundle whose ONNX drifts further from torch
 
 
-class GreedyPolicy(nn.Module):
+class _Graph(nn.Module):
+    """Frozen CPU copies of the scalers and one network, for tracing."""
+
+    def __init__(self, m: BEARModules, network: nn.Module) -> None:
+        super().__init__()
+        self.observation_scaler = copy.deepcopy(m.observation_scaler).cpu().eval()
+        self.network = copy.deepcopy(network).cpu().eval()
+        self.action_scaler = copy.deepcopy(m.action_scaler).cpu().eval()
+        self.requires_grad_(False)
+
+
+class GreedyPolicy(_Graph):
     """observations (data units) -> scaler -> tanh(mu(s)) -> action in the data's range."""
 
     def __init__(self, m: BEARModules) -> None:
-        super().__init__()
-        self.observation_scaler = copy.deepcopy(m.observation_scaler).cpu().eval()
-        self.policy = copy.deepcopy(m.policy).cpu().eval()
-        self.action_scaler = copy.deepcopy(m.action_scaler).cpu().eval()
+        super().__init__(m, m.policy)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        action = self.policy.best_action(self.observation_scaler(observations))
+        action = self.network.best_action(self.observation_scaler(observations))
         return self.action_scaler.reverse(action)
+
+
+class Sampler(_Graph):
+    """(observations, noise ~ N(0, I) [N, A]) -> tanh(mu + sigma * noise) in the data's range."""
+
+    def __init__(self, m: BEARModules) -> None:
+        super().__init__(m, m.policy)
+
+    def forward(self, observations: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        _, action, _ = self.network.sample_n(self.observation_scaler(observations), noise[:, None])
+        return self.action_scaler.reverse(action[:, 0])
+
+
+class Critics(_Graph):
+    """(observations, actions in the data's range) -> per-critic Q values [N, K]."""
+
+    def __init__(self, m: BEARModules) -> None:
+        super().__init__(m, m.critics)
+
+    def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        q = self.network(self.observation_scaler(observations), self.action_scaler(actions))
+        return q.transpose(0, 1)
 
 
 def export_onnx(
@@ -56,11 +103,108 @@ def export_onnx(
 def save_greedy_policy(m: BEARModules, fname: str | Path, as_onnx: bool = False) -> None:
     path = Path(fname)
     graph = GreedyPolicy(m)
-    for p in graph.parameters():
-        p.requires_grad_(False)
     example = torch.zeros(2, *m.observation_scaler.shift.shape)
     if as_onnx:
         export_onnx(graph, (example,), path, ["observations"], ["actions"])
         return
     traced = torch.jit.trace(graph, example, check_trace=False)
     atomic_write_with(path, lambda tmp: torch.jit.save(traced, str(tmp)))
+
+
+def export_bundle(
+    m: BEARModules, path: str | Path, params: dict[str, Any], provenance: dict[str, Any]
+) -> Path:
+    """Write a bundle directory atomically: build it in a temporary sibling directory, load it
+    back with the torch-free runtime, check it against torch, then rename it into place."""
+    from bear_core.bundle.runtime import load_bundle
+
+    target = Path(path)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ValueError(f"path={str(target)!r} already exists and is not an empty directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        obs_shape = tuple(m.observation_scaler.shift.shape)
+        action_size = int(m.action_scaler.low.shape[0])
+        obs, noise = torch.zeros(2, *obs_shape), torch.zeros(2, action_size)
+        graphs = {
+            "policy": (GreedyPolicy(m), (obs,), ["observations"], ["actions"]),
+            "sampler": (Sampler(m), (obs, noise), ["observations", "noise"], ["actions"]),
+            "critics": (Critics(m), (obs, noise), ["observations", "actions"], ["q_values"]),
+        }
+        for name, (module, args, inputs, outputs) in graphs.items():
+            export_onnx(module, args, tmp / GRAPH_FILES[name], inputs, outputs)
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            observation_shape=obs_shape,
+            observation_dtype="float32",
+            action_size=action_size,
+            action_low=tuple(_bounds(m)[0]),
+            action_high=tuple(_bounds(m)[1]),
+            n_critics=m.critics.n_critics,
+            q_func_type=str(params.get("q_func_type", "mean")),
+            opset=ONNX_OPSET,
+            files={f: sha256_file(tmp / f) for f in GRAPH_FILES.values()},
+            params=params,
+            provenance=provenance,
+            versions=library_versions(),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        atomic_write_json(tmp / MANIFEST_FILE, manifest.to_dict())
+        _check_parity(m, load_bundle(tmp), graphs)
+        os.replace(tmp, target)  # atomic, also over an empty directory
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _bounds(m: BEARModules) -> tuple[list[float], list[float]]:
+    """The action range the bundle acts in (tanh's [-1, 1] without an action scaler)."""
+    if m.action_scaler.kind == "none":
+        size = int(m.action_scaler.low.shape[0])
+        return [-1.0] * size, [1.0] * size
+    return m.action_scaler.low.tolist(), m.action_scaler.high.tolist()
+
+
+def _check_parity(m: BEARModules, bundle: Any, graphs: dict[str, Any]) -> None:
+    """The exported graphs must reproduce torch on a random batch, or the export fails."""
+    rng = np.random.default_rng(0)
+    shift = m.observation_scaler.shift.cpu().numpy()
+    scale = m.observation_scaler.scale.cpu().numpy()
+    obs = (shift + scale * rng.standard_normal((8, *shift.shape))).astype(np.float32)
+    noise = rng.standard_normal((8, bundle.action_size)).astype(np.float32)
+    with torch.no_grad():
+        actions = graphs["policy"][0](torch.from_numpy(obs)).numpy()
+        expected = {
+            "policy": actions,
+            "sampler": graphs["sampler"][0](torch.from_numpy(obs), torch.from_numpy(noise)).numpy(),
+            "critics": graphs["critics"][0](
+                torch.from_numpy(obs), torch.from_numpy(actions)
+            ).numpy(),
+        }
+    actual = {
+        "policy": bundle.predict(obs),
+        "sampler": bundle.sample_with_noise(obs, noise),
+        "critics": bundle.predict_q(obs, actions),
+    }
+    for name, value in actual.items():
+        error = float(np.abs(value - expected[name]).max())
+        if not error <= EXPORT_PARITY_ATOL:
+            raise RuntimeError(f"{GRAPH_FILES[name]}: ONNX differs from torch by {error:.3g}")
+
+
+def library_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    from bear_core import __version__
+
+    return {
+        "bear_core": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }

@@ -208,9 +208,7 @@ class CriticEnsemble(nn.Module):
         self.in_size = obs_size + action_size
         self.activation = activation
         sizes = [self.in_size, *hidden_units]
-        self.hidden = nn.ModuleList(
-            EnsembleLinear(n_critics, i, o) for i, o in pairwise(sizes)
-        )
+        self.hidden = nn.ModuleList(EnsembleLinear(n_critics, i, o) for i, o in pairwise(sizes))
         self.norms = nn.ModuleList(
             EnsembleBatchNorm(n_critics, o) if use_batch_norm else nn.Identity()
             for o in hidden_units

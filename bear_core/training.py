@@ -8,12 +8,14 @@ step: when it answers True the loop saves a checkpoint and returns.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from bear_core.algo import metrics_to_floats
@@ -78,6 +80,11 @@ def fitter(
     if not m.action_scaler.fitted:
         m.action_scaler.fit(buffer.actions, bounds)
 
+    algo.provenance.update(
+        dataset_sha256=_checksum(episodes, buffer),
+        n_transitions=len(buffer),
+        n_episodes=len(train_episodes),
+    )
     cfg = algo.config
     steps_per_epoch = cfg.n_steps_per_epoch or max(1, len(buffer) // cfg.batch_size)
     data = _device_data(buffer, m)
@@ -119,6 +126,7 @@ def fitter(
             for name, scorer in (scorers or {}).items():
                 results[name] = float(scorer(algo, eval_episodes or []))
             algo.epoch = epoch
+            algo.provenance["final_metrics"] = results
             logger.log_epoch(epoch, algo.total_step, results)
             algo.save_model(directory / CHECKPOINT)
             if epoch % save_interval == 0:
@@ -147,6 +155,22 @@ def _episodes(episodes: MDPDataset | Sequence[Episode], name: str) -> tuple[list
     if not episodes:
         raise ValueError(f"{name} is empty")
     return list(episodes), None
+
+
+def _checksum(episodes: MDPDataset | Sequence[Episode], buffer: TransitionBuffer) -> str:
+    """sha256 of the training data: the dataset's own checksum, or of the transitions."""
+    if isinstance(episodes, MDPDataset):
+        return episodes.checksum()
+    digest = hashlib.sha256()
+    for array in (
+        buffer.observations,
+        buffer.actions,
+        buffer.rewards,
+        buffer.next_observations,
+        buffer.terminals,
+    ):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def _run_directory(
