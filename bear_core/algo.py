@@ -343,6 +343,8 @@ class BEAR:
         return arr
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        if not x.flags.writeable:  # torch refuses to share read-only memory
+            x = x.copy()
         return torch.as_tensor(x, dtype=torch.float32, device=self._require_impl().device)
 
     @staticmethod
