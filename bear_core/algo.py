@@ -31,6 +31,8 @@ from bear_core.modules import BEARModules, TorchBatch
 STRUCTURAL = frozenset(
     {
         "n_critics",
+        "n_quantiles",
+        "embed_size",
         "use_batch_norm",
         "q_func_type",
         "encoder_params",

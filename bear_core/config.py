@@ -21,7 +21,7 @@ MMDKernel = Literal["gaussian", "laplacian"]
 
 SCALERS = ("pixel", "min_max", "standard")
 ACTION_SCALERS = ("min_max",)
-LATER_Q_FUNC_TYPES = ("qr", "iqn", "fqf")
+Q_FUNC_TYPES = ("mean", "qr", "iqn", "fqf")
 VECTOR_ENCODER_KEYS = frozenset({"hidden_units", "activation"})
 PIXEL_ENCODER_KEYS = frozenset({"filters", "feature_size"})
 ACTIVATIONS = ("relu", "tanh", "swish")
@@ -68,6 +68,8 @@ class BEARConfig:
     action_scaler: str | None = "min_max"  # map the data's action range to tanh's [-1, 1] and back
     n_steps_per_epoch: int | None = None  # None: one pass over the transitions per epoch
     seed: int = 0  # network initialisation, mini-batch sampling and sampled actions
+    n_quantiles: int = 32  # quantiles (qr), sampled fractions (iqn), proposed fractions (fqf)
+    embed_size: int = 64  # cosine embedding size of the fractions (iqn, fqf)
 
     def __post_init__(self) -> None:
         for name in (
@@ -92,6 +94,8 @@ class BEARConfig:
             "n_action_samples",
             "n_epochs",
             "n_augmentations",
+            "n_quantiles",
+            "embed_size",
         ):
             _check_int(name, getattr(self, name), low=1)
         _check_int("rl_start_epoch", self.rl_start_epoch, low=0)
@@ -103,7 +107,7 @@ class BEARConfig:
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         _check_choice("imitator_type", self.imitator_type, ("regressor", "vae"))
         _check_choice("mmd_kernel", self.mmd_kernel, ("gaussian", "laplacian"))
-        _check_choice("q_func_type", self.q_func_type, ("mean", *LATER_Q_FUNC_TYPES))
+        _check_choice("q_func_type", self.q_func_type, Q_FUNC_TYPES)
         self._check_scalers()
         self._check_encoder_params()
         self._check_use_gpu()
@@ -158,9 +162,6 @@ class BEARConfig:
 
     def _refuse_later_features(self) -> None:
         later = {
-            "q_func_type": self.q_func_type in LATER_Q_FUNC_TYPES,
-            "bootstrap": self.bootstrap,
-            "share_encoder": self.share_encoder,
             "augmentation": bool(self.augmentation),
             "dynamics": self.dynamics is not None,
             "scaler": self.scaler == "pixel"
@@ -171,8 +172,7 @@ class BEARConfig:
             if requested:
                 raise NotImplementedError(
                     f"{name}={getattr(self, name)!r} is not supported yet "
-                    "(pixel observations, distributional critics, bootstrap, shared encoders, "
-                    "augmentation and dynamics come in a later release)"
+                    "(pixel observations, augmentation and dynamics come in a later release)"
                 )
 
     @property

@@ -15,6 +15,9 @@ Deliberate choices, where the reference implementations differ from each other:
 - Warm-up (epoch < rl_start_epoch): pi_beta, and pi_phi on the MMD penalty alone, with alpha;
   critics, temperature and targets start with RL.
 - The SAC term uses the first of the n policy samples drawn for the MMD (as the paper's code).
+- Distributional critics (qr, iqn, fqf) pick a_j and the min/max critics by expected value and
+  regress on the mixed target quantiles with the quantile Huber loss.
+- Bootstrap masks are drawn fresh every step, one {0, 1} per critic and transition.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 
 from bear_core.config import BEARConfig
 from bear_core.modules import BEARModules, TorchBatch, frozen
+from bear_core.q_functions import QDistribution, quantile_huber_loss
 
 LOG_ALPHA_MIN, LOG_ALPHA_MAX = -5.0, 10.0
 
@@ -57,26 +61,42 @@ def mmd(policy: torch.Tensor, behaviour: torch.Tensor, kind: str, sigma: float) 
 def critic_target(
     rewards: torch.Tensor,
     terminals: torch.Tensor,
+    next_quantiles: torch.Tensor,
     next_q: torch.Tensor,
     next_log_prob: torch.Tensor,
     gamma: float,
     lam: float,
     temperature: torch.Tensor,
 ) -> torch.Tensor:
-    """y = r + gamma (1 - d) max_j [lam min_k Q'_k(s', a_j) + (1 - lam) max_k Q'_k(s', a_j)
-    - T log pi(a_j|s')], a_j ~ pi(.|s'); j is the argmax of the mixed value.
+    """y = r + gamma (1 - d) [lam Z'_kmin(s', a_j) + (1 - lam) Z'_kmax(s', a_j) - T log pi(a_j|s')]
 
-    rewards, terminals [B]; next_q [K, B, n]; next_log_prob [B, n] -> y [B].
+    a_j ~ pi(.|s') is the sample maximising lam min_k Q'_k + (1 - lam) max_k Q'_k, and k_min,
+    k_max the critics with the smallest and largest Q' there. Z' are quantiles (one value, Q', for
+    q_func_type 'mean'). rewards, terminals [B]; next_quantiles [K, B, n, N]; next_q (expected
+    values) [K, B, n]; next_log_prob [B, n] -> y [B, N].
     """
+    rows = torch.arange(rewards.shape[0], device=rewards.device)
     mixed = lam * next_q.min(dim=0).values + (1.0 - lam) * next_q.max(dim=0).values  # [B, n]
-    best, j = mixed.max(dim=1)  # [B]
-    entropy = temperature * next_log_prob.gather(1, j.unsqueeze(1)).squeeze(1)
-    return rewards + gamma * (1.0 - terminals) * (best - entropy)
+    j = mixed.argmax(dim=1)  # [B]
+    q_j = next_q[:, rows, j]  # [K, B]
+    z_j = next_quantiles[:, rows, j]  # [K, B, N]
+    z = lam * z_j[q_j.argmin(dim=0), rows] + (1.0 - lam) * z_j[q_j.argmax(dim=0), rows]  # [B, N]
+    entropy = temperature * next_log_prob[rows, j]  # [B]
+    return rewards[:, None] + gamma * (1.0 - terminals[:, None]) * (z - entropy[:, None])
 
 
-def critic_loss(q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """sum_k mean_B (Q_k(s, a) - y)^2 for q [K, B], y [B]."""
-    return (q - y.unsqueeze(0)).pow(2).mean(dim=1).sum()
+def critic_loss(
+    q: QDistribution, y: torch.Tensor, masks: torch.Tensor | None = None
+) -> torch.Tensor:
+    """sum_k mean_B m_kb l_k(s, a): l = (Q_k(s, a) - y)^2 for 'mean', the quantile Huber loss
+    otherwise; m are bootstrap masks in {0, 1} (all ones without bootstrap). y [B, N]."""
+    if q.taus is None:
+        errors = (q.quantiles[..., 0] - y[None, :, 0]).pow(2)  # [K, B]
+    else:
+        errors = quantile_huber_loss(q.quantiles, q.taus, y)  # [K, B]
+    if masks is not None:
+        errors = errors * masks
+    return errors.mean(dim=1).sum()
 
 
 def actor_loss(
@@ -138,17 +158,21 @@ def update_step(
             _, next_actions, next_log_prob = m.policy.sample_n(
                 batch.next_observations, m.noise(B, n, A)
             )
-            next_q = m.target_critics(next_obs, next_actions)  # [K, B, n]
+            next_z = m.target_critics.distribution(next_obs, next_actions)  # rows B * n
             y = critic_target(
                 batch.rewards,
                 batch.terminals,
-                next_q,
+                next_z.quantiles.reshape(cfg.n_critics, B, n, -1),
+                next_z.expected().reshape(cfg.n_critics, B, n),
                 next_log_prob,
                 cfg.gamma,
                 cfg.lam,
                 temperature,
             )
-        metrics["critic_loss"] = _step(m.critic_optim, critic_loss(m.critics(s, a), y))
+        masks = m.bootstrap_masks(B) if cfg.bootstrap else None
+        loss = critic_loss(m.critics.distribution(s, a, m.generator), y, masks)
+        loss = loss + m.critics.fraction_loss(s, a)  # FQF's fraction proposal (0 otherwise)
+        metrics["critic_loss"] = _step(m.critic_optim, loss)
 
     if not update_actor:
         return metrics
@@ -162,7 +186,7 @@ def update_step(
     q_min = None
     if rl_started:
         with frozen(m.critics):
-            q_min = m.critics(s, actions[:, 0]).min(dim=0).values  # [B]
+            q_min = m.critics(s, actions[:, 0], m.generator).min(dim=0).values  # [B]
     loss = actor_loss(q_min, log_prob[:, 0], mmd_value, temperature, alpha, cfg.alpha_threshold)
     metrics["actor_loss"] = _step(m.actor_optim, loss)
     metrics["mmd"] = mmd_value.detach().mean()

@@ -18,13 +18,9 @@ import torch
 from torch import nn
 
 from bear_core.config import BEARConfig
-from bear_core.networks import (
-    CriticEnsemble,
-    RegressorImitator,
-    SquashedGaussianPolicy,
-    VAEImitator,
-)
+from bear_core.networks import RegressorImitator, SquashedGaussianPolicy, VAEImitator
 from bear_core.preprocessing import ActionScaler, ObservationScaler
+from bear_core.q_functions import CriticEnsemble
 
 
 @dataclass(frozen=True)
@@ -105,7 +101,16 @@ class BEARModules:
             imitator = VAEImitator(obs_size, action_size, *net, kl_weight=config.vae_kl_weight)
         else:
             imitator = RegressorImitator(obs_size, action_size, *net)
-        critics = CriticEnsemble(config.n_critics, obs_size, action_size, *net)
+        critics = CriticEnsemble(
+            config.q_func_type,
+            config.n_critics,
+            obs_size,
+            action_size,
+            *net,
+            share_encoder=config.share_encoder,
+            n_quantiles=config.n_quantiles,
+            embed_size=config.embed_size,
+        )
         target_critics = copy.deepcopy(critics)
         target_critics.requires_grad_(False)
         log_temp, log_alpha = LogScalar(config.initial_temperature), LogScalar(config.initial_alpha)
@@ -145,6 +150,11 @@ class BEARModules:
     def noise(self, *shape: int) -> torch.Tensor:
         """Standard normal noise from this model's own generator."""
         return torch.randn(shape, generator=self.generator, device=self.device)
+
+    def bootstrap_masks(self, batch_size: int) -> torch.Tensor:
+        """One {0, 1} mask per critic and transition, [K, B]."""
+        shape = (self.critics.n_critics, batch_size)
+        return torch.randint(0, 2, shape, generator=self.generator, device=self.device).float()
 
     @property
     def imitator_noise_size(self) -> int:

@@ -8,7 +8,6 @@ torch/ONNX parity is exact. Shapes: B batch, n samples per state, A action size,
 from __future__ import annotations
 
 import math
-from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -155,82 +154,6 @@ class VAEImitator(nn.Module):
     @property
     def noise_size(self) -> int:
         return self.latent_size
-
-
-class EnsembleLinear(nn.Module):
-    """K independent linear layers run as one batched matmul: [K, B, in] -> [K, B, out]."""
-
-    def __init__(self, n: int, in_size: int, out_size: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(n, in_size, out_size))
-        self.bias = nn.Parameter(torch.empty(n, 1, out_size))
-        bound = 1.0 / math.sqrt(in_size)  # nn.Linear's default initialisation, per member
-        nn.init.uniform_(self.weight, -bound, bound)
-        nn.init.uniform_(self.bias, -bound, bound)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
-
-
-class EnsembleBatchNorm(nn.Module):
-    """BatchNorm1d per member and feature of a [K, B, H] tensor."""
-
-    def __init__(self, n: int, size: int) -> None:
-        super().__init__()
-        self.norm = nn.BatchNorm1d(n * size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, b, h = x.shape
-        y = self.norm(x.transpose(0, 1).reshape(b, k * h))
-        return y.reshape(b, k, h).transpose(0, 1)
-
-
-class CriticEnsemble(nn.Module):
-    """K critics Q_k(s, a), each an MLP on [s, a], evaluated together: returns [K, B].
-
-    Without gradients (targets, inference) rows go through in chunks that stay in cache, and
-    activations run in place: the ensemble is the hot path of the critic target.
-    """
-
-    CHUNK_ROWS = 256
-
-    def __init__(
-        self,
-        n_critics: int,
-        obs_size: int,
-        action_size: int,
-        hidden_units: list[int],
-        activation: str,
-        use_batch_norm: bool,
-    ) -> None:
-        super().__init__()
-        self.n_critics = n_critics
-        self.in_size = obs_size + action_size
-        self.activation = activation
-        sizes = [self.in_size, *hidden_units]
-        self.hidden = nn.ModuleList(EnsembleLinear(n_critics, i, o) for i, o in pairwise(sizes))
-        self.norms = nn.ModuleList(
-            EnsembleBatchNorm(n_critics, o) if use_batch_norm else nn.Identity()
-            for o in hidden_units
-        )
-        self.head = EnsembleLinear(n_critics, hidden_units[-1], 1)
-
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """obs [..., D], actions [..., A] -> Q values [K, ...]."""
-        batch_shape = obs.shape[:-1]
-        x = torch.cat([obs, actions], dim=-1).reshape(-1, self.in_size)
-        if torch.is_grad_enabled() or self.training or x.shape[0] <= self.CHUNK_ROWS:
-            q = self._q(x)
-        else:
-            q = torch.cat([self._q(rows) for rows in x.split(self.CHUNK_ROWS)], dim=1)
-        return q.reshape(self.n_critics, *batch_shape)
-
-    def _q(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, D + A] -> [K, N]."""
-        h = x.unsqueeze(0).expand(self.n_critics, -1, -1).contiguous()
-        for linear, norm in zip(self.hidden, self.norms, strict=True):
-            h = norm(activate(linear(h), self.activation))
-        return self.head(h).squeeze(-1)
 
 
 def activate(x: torch.Tensor, activation: str) -> torch.Tensor:

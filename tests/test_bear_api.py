@@ -115,11 +115,6 @@ def test_unknown_parameter_is_refused() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("q_func_type", "qr"),
-        ("q_func_type", "iqn"),
-        ("q_func_type", "fqf"),
-        ("bootstrap", True),
-        ("share_encoder", True),
         ("augmentation", ["cutout"]),
         ("dynamics", object()),
         ("scaler", "pixel"),

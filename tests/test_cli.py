@@ -69,7 +69,7 @@ def test_train_resumes_from_its_checkpoint(data_file: Path, tmp_path: Path) -> N
         (["--set", "gamma=7"], "gamma"),
         (["--set", "scaler=unknown"], "scaler"),
         (["--set", "no_such_param=1"], "no_such_param"),
-        (["--set", "q_func_type=qr"], "q_func_type"),
+        (["--set", "q_func_type=huber"], "q_func_type"),
         (["--scorers", "nope"], "--scorers"),
     ],
 )

@@ -17,6 +17,7 @@ from bear_core.losses import (
     mmd,
     temperature_loss,
 )
+from bear_core.q_functions import QDistribution, quantile_huber_loss
 from tests.conftest import ACTION_SIZE, OBS_SIZE, TINY
 
 
@@ -67,22 +68,45 @@ def test_mmd_hand_computed_single_sample() -> None:
 
 
 def test_critic_target_mixes_min_and_max_and_takes_best_sample() -> None:
-    # K=2 critics, B=1, n=2 samples
+    # K=2 critics, B=1, n=2 samples, one quantile (q_func_type 'mean')
     next_q = torch.tensor([[[1.0, 4.0]], [[3.0, 0.0]]])
     log_prob = torch.tensor([[0.5, -0.5]])
     lam, gamma, t = 0.75, 0.9, torch.tensor(0.1)
+    args = (next_q.unsqueeze(-1), next_q, log_prob, gamma, lam, t)
     # sample 0: 0.75*1 + 0.25*3 = 1.5; sample 1: 0.75*0 + 0.25*4 = 1.0 -> sample 0
-    y = critic_target(torch.tensor([2.0]), torch.tensor([0.0]), next_q, log_prob, gamma, lam, t)
-    assert y.item() == pytest.approx(2.0 + 0.9 * (1.5 - 0.1 * 0.5))
-    terminal = critic_target(
-        torch.tensor([2.0]), torch.tensor([1.0]), next_q, log_prob, gamma, lam, t
-    )
-    assert terminal.item() == pytest.approx(2.0)
+    y = critic_target(torch.tensor([2.0]), torch.tensor([0.0]), *args)
+    assert y.shape == (1, 1) and y.item() == pytest.approx(2.0 + 0.9 * (1.5 - 0.1 * 0.5))
+    assert critic_target(torch.tensor([2.0]), torch.tensor([1.0]), *args).item() == 2.0
 
 
-def test_critic_loss_sums_member_mses() -> None:
-    q, y = torch.tensor([[1.0, 2.0], [0.0, 0.0]]), torch.tensor([0.0, 1.0])
+def test_distributional_target_mixes_the_quantiles_of_the_min_and_max_critics() -> None:
+    # K=2, B=1, n=1, N=2 quantiles; critic 0 has the smaller expected value
+    quantiles = torch.tensor([[[[0.0, 2.0]]], [[[3.0, 5.0]]]])
+    expected = quantiles.mean(dim=-1)
+    y = critic_target(torch.tensor([1.0]), torch.tensor([0.0]), quantiles, expected,
+                      torch.zeros(1, 1), 0.5, 0.75, torch.tensor(0.0))  # fmt: skip
+    mixed = 0.75 * torch.tensor([0.0, 2.0]) + 0.25 * torch.tensor([3.0, 5.0])
+    torch.testing.assert_close(y, (1.0 + 0.5 * mixed).unsqueeze(0))
+
+
+def test_critic_loss_sums_member_mses_and_applies_bootstrap_masks() -> None:
+    q = QDistribution(torch.tensor([[[1.0], [2.0]], [[0.0], [0.0]]]), None, None)
+    y = torch.tensor([[0.0], [1.0]])
     assert critic_loss(q, y).item() == pytest.approx((1 + 1) / 2 + (0 + 1) / 2)
+    masks = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert critic_loss(q, y, masks).item() == pytest.approx(1 / 2 + 1 / 2)
+
+
+def test_quantile_huber_loss_matches_hand_computation() -> None:
+    quantiles = torch.tensor([[[0.0, 1.0]]])  # K=1, B=1, N=2
+    taus = torch.tensor([[[0.25, 0.75]]])
+    target = torch.tensor([[0.5, 3.0]])
+    # u_ij = y_j - theta_i: i=0 -> [0.5, 3.0], i=1 -> [-0.5, 2.0]
+    huber = {0.5: 0.125, 3.0: 2.5, -0.5: 0.125, 2.0: 1.5}
+    expected = (0.25 * huber[0.5] + 0.25 * huber[3.0]) / 2 + (
+        0.25 * huber[-0.5] + 0.75 * huber[2.0]
+    ) / 2  # |tau - 1{u<0}|: i=0 u>0 -> 0.25; i=1: u<0 -> |0.75-1| = 0.25, u>0 -> 0.75
+    assert quantile_huber_loss(quantiles, taus, target).item() == pytest.approx(expected)
 
 
 def test_actor_loss_warmup_is_only_the_mmd_penalty() -> None:
