@@ -74,8 +74,8 @@ class BEAR:
         self._observation_shape: tuple[int, ...] | None = None
         self._action_size: int | None = None
         if impl is not None:
-            self._observation_shape = tuple(impl.observation_scaler.shift.shape)
-            self._action_size = int(impl.action_scaler.low.shape[0])
+            self._observation_shape = impl.observation_shape
+            self._action_size = impl.action_size
         self.epoch = 0  # completed epochs
         self.total_step = 0  # completed gradient steps
         self.provenance: dict[str, Any] = {}  # dataset checksum and final metrics, set by fit
@@ -132,8 +132,17 @@ class BEAR:
     def create_impl(self, observation_shape: Sequence[int], action_size: int) -> None:
         """Build the networks and optimizers for these shapes (fit does this on its own)."""
         shape = tuple(int(d) for d in observation_shape)
-        if not shape or any(d < 1 for d in shape):
-            raise ValueError(f"observation_shape must be positive sizes, got {observation_shape!r}")
+        if len(shape) not in (1, 3) or any(d < 1 for d in shape):
+            raise ValueError(
+                "observation_shape must be [D] (vector) or [C, H, W] (pixels), "
+                f"got {observation_shape!r}"
+            )
+        pixel_keys = sorted({"filters", "feature_size"} & set(self._config.encoder_params))
+        if len(shape) == 1 and pixel_keys:
+            raise ValueError(
+                f"encoder_params {pixel_keys} are for pixel observations, but observation_shape "
+                f"is {list(shape)}"
+            )
         if (
             isinstance(action_size, bool)
             or not isinstance(action_size, int | np.integer)

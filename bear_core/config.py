@@ -136,17 +136,33 @@ class BEARConfig:
         if unknown:
             raise ValueError(f"encoder_params has unknown keys {sorted(unknown)}")
         units = params.get("hidden_units", [256, 256])
-        if (
-            not isinstance(units, list | tuple)
-            or not units
-            or not all(isinstance(u, int) and not isinstance(u, bool) and u >= 1 for u in units)
-        ):
+        if not _positive_ints(units):
             raise ValueError(
                 f"encoder_params['hidden_units'] must be a non-empty list of positive ints, "
                 f"got {units!r}"
             )
+        filters = params.get("filters", [[32, 8, 4], [64, 4, 2], [64, 3, 1]])
+        if (
+            not isinstance(filters, list | tuple)
+            or not filters
+            or not all(
+                isinstance(f, list | tuple) and len(f) == 3 and _positive_ints(f) for f in filters
+            )
+        ):
+            raise ValueError(
+                "encoder_params['filters'] must be a non-empty list of "
+                f"(out_channels, kernel_size, stride) positive ints, got {filters!r}"
+            )
+        feature_size = params.get("feature_size", 512)
+        if not _positive_ints([feature_size]):
+            raise ValueError(
+                f"encoder_params['feature_size'] must be a positive int, got {feature_size!r}"
+            )
         _check_choice("encoder_params['activation']", params.get("activation", "relu"), ACTIVATIONS)
-        object.__setattr__(self, "encoder_params", dict(params, hidden_units=list(units)))
+        normalised = dict(params, hidden_units=list(units))
+        if "filters" in params:
+            normalised["filters"] = [list(f) for f in filters]
+        object.__setattr__(self, "encoder_params", normalised)
 
     def _check_use_gpu(self) -> None:
         value = self.use_gpu
@@ -164,15 +180,12 @@ class BEARConfig:
         later = {
             "augmentation": bool(self.augmentation),
             "dynamics": self.dynamics is not None,
-            "scaler": self.scaler == "pixel"
-            or (isinstance(self.scaler, Mapping) and self.scaler.get("type") == "pixel"),
-            "encoder_params": bool(PIXEL_ENCODER_KEYS & set(self.encoder_params)),
         }
         for name, requested in later.items():
             if requested:
                 raise NotImplementedError(
                     f"{name}={getattr(self, name)!r} is not supported yet "
-                    "(pixel observations, augmentation and dynamics come in a later release)"
+                    "(augmentation and dynamics come in a later release)"
                 )
 
     @property
@@ -206,6 +219,14 @@ def _check_real(
         raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
     if high is not None and value > high:
         raise ValueError(f"{name} must be <= {high}, got {value!r}")
+
+
+def _positive_ints(values: Any) -> bool:
+    return (
+        isinstance(values, list | tuple)
+        and len(values) > 0
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
+    )
 
 
 def _check_int(name: str, value: Any, low: int) -> None:

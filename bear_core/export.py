@@ -49,7 +49,7 @@ class GreedyPolicy(_Graph):
         super().__init__(m, m.policy)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        action = self.network.best_action(self.observation_scaler(observations))
+        action = self.network.best_action(self.observation_scaler(observations.float()))
         return self.action_scaler.reverse(action)
 
 
@@ -60,7 +60,8 @@ class Sampler(_Graph):
         super().__init__(m, m.policy)
 
     def forward(self, observations: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        _, action, _ = self.network.sample_n(self.observation_scaler(observations), noise[:, None])
+        obs = self.observation_scaler(observations.float())
+        _, action, _ = self.network.sample_n(obs, noise[:, None])
         return self.action_scaler.reverse(action[:, 0])
 
 
@@ -71,7 +72,8 @@ class Critics(_Graph):
         super().__init__(m, m.critics)
 
     def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        q = self.network(self.observation_scaler(observations), self.action_scaler(actions))
+        obs = self.observation_scaler(observations.float())
+        q = self.network(obs, self.action_scaler(actions))
         return q.transpose(0, 1)
 
 
@@ -103,7 +105,7 @@ def export_onnx(
 def save_greedy_policy(m: BEARModules, fname: str | Path, as_onnx: bool = False) -> None:
     path = Path(fname)
     graph = GreedyPolicy(m)
-    example = torch.zeros(2, *m.observation_scaler.shift.shape)
+    example = torch.zeros(2, *m.observation_shape, dtype=observation_dtype(m))
     if as_onnx:
         export_onnx(graph, (example,), path, ["observations"], ["actions"])
         return
@@ -124,9 +126,9 @@ def export_bundle(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        obs_shape = tuple(m.observation_scaler.shift.shape)
-        action_size = int(m.action_scaler.low.shape[0])
-        obs, noise = torch.zeros(2, *obs_shape), torch.zeros(2, action_size)
+        obs_shape, action_size = m.observation_shape, m.action_size
+        obs = torch.zeros(2, *obs_shape, dtype=observation_dtype(m))
+        noise = torch.zeros(2, action_size)
         graphs = {
             "policy": (GreedyPolicy(m), (obs,), ["observations"], ["actions"]),
             "sampler": (Sampler(m), (obs, noise), ["observations", "noise"], ["actions"]),
@@ -137,7 +139,7 @@ def export_bundle(
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             observation_shape=obs_shape,
-            observation_dtype="float32",
+            observation_dtype=str(obs.dtype).removeprefix("torch."),
             action_size=action_size,
             action_low=tuple(_bounds(m)[0]),
             action_high=tuple(_bounds(m)[1]),
@@ -159,6 +161,11 @@ def export_bundle(
     return target
 
 
+def observation_dtype(m: BEARModules) -> torch.dtype:
+    """Models with the pixel scaler take raw uint8 images; others float32."""
+    return torch.uint8 if m.observation_scaler.kind == "pixel" else torch.float32
+
+
 def _bounds(m: BEARModules) -> tuple[list[float], list[float]]:
     """The action range the bundle acts in (tanh's [-1, 1] without an action scaler)."""
     if m.action_scaler.kind == "none":
@@ -170,9 +177,13 @@ def _bounds(m: BEARModules) -> tuple[list[float], list[float]]:
 def _check_parity(m: BEARModules, bundle: Any, graphs: dict[str, Any]) -> None:
     """The exported graphs must reproduce torch on a random batch, or the export fails."""
     rng = np.random.default_rng(0)
-    shift = m.observation_scaler.shift.cpu().numpy()
-    scale = m.observation_scaler.scale.cpu().numpy()
-    obs = (shift + scale * rng.standard_normal((8, *shift.shape))).astype(np.float32)
+    shape = (8, *m.observation_shape)
+    if observation_dtype(m) == torch.uint8:
+        obs = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    else:
+        shift = m.observation_scaler.shift.cpu().numpy()
+        scale = m.observation_scaler.scale.cpu().numpy()
+        obs = (shift + scale * rng.standard_normal(shape)).astype(np.float32)
     noise = rng.standard_normal((8, bundle.action_size)).astype(np.float32)
     with torch.no_grad():
         actions = graphs["policy"][0](torch.from_numpy(obs)).numpy()

@@ -154,7 +154,7 @@ def update_step(
     if rl_started:
         # Q_k: regress on y built from n samples a_j ~ pi(.|s') and the target critics Q'_k
         with torch.no_grad():
-            next_obs = batch.next_observations.unsqueeze(1).expand(-1, n, -1)  # [B, n, D]
+            next_obs = batch.next_observations.unsqueeze(1).expand(B, n, *s.shape[1:])  # [B,n,D]
             _, next_actions, next_log_prob = m.policy.sample_n(
                 batch.next_observations, m.noise(B, n, A)
             )

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from bear_core.config import BEARConfig
+from bear_core.encoders import EncoderSpec, build_encoder
 from bear_core.networks import RegressorImitator, SquashedGaussianPolicy, VAEImitator
 from bear_core.preprocessing import ActionScaler, ObservationScaler
 from bear_core.q_functions import CriticEnsemble
@@ -64,6 +65,8 @@ def frozen(module: nn.Module) -> Iterator[None]:
 class BEARModules:
     config: BEARConfig
     device: torch.device
+    observation_shape: tuple[int, ...]
+    action_size: int
     observation_scaler: ObservationScaler
     action_scaler: ActionScaler
     policy: SquashedGaussianPolicy
@@ -87,26 +90,29 @@ class BEARModules:
         action_size: int,
         device: torch.device,
     ) -> BEARModules:
-        if len(observation_shape) != 1:
-            raise NotImplementedError(
-                f"observation_shape={observation_shape}: only vector observations are supported "
-                "yet (pixel observations come in a later release)"
-            )
         torch.manual_seed(config.seed)
-        obs_size = observation_shape[0]
-        net = (config.hidden_units, config.activation, config.use_batch_norm)
-        policy = SquashedGaussianPolicy(obs_size, action_size, *net)
+        spec = EncoderSpec.from_params(
+            observation_shape, dict(config.encoder_params), config.use_batch_norm
+        )
+        width = spec.out_size
+        policy = SquashedGaussianPolicy(build_encoder(spec), width, action_size)
         imitator: RegressorImitator | VAEImitator
         if config.imitator_type == "vae":
-            imitator = VAEImitator(obs_size, action_size, *net, kl_weight=config.vae_kl_weight)
+            latent = 2 * action_size
+            imitator = VAEImitator(
+                build_encoder(spec, action_size),
+                build_encoder(spec, latent),
+                width,
+                action_size,
+                kl_weight=config.vae_kl_weight,
+            )
         else:
-            imitator = RegressorImitator(obs_size, action_size, *net)
+            imitator = RegressorImitator(build_encoder(spec), width, action_size)
         critics = CriticEnsemble(
             config.q_func_type,
             config.n_critics,
-            obs_size,
+            spec,
             action_size,
-            *net,
             share_encoder=config.share_encoder,
             n_quantiles=config.n_quantiles,
             embed_size=config.embed_size,
@@ -129,6 +135,8 @@ class BEARModules:
         return cls(
             config=config,
             device=device,
+            observation_shape=tuple(observation_shape),
+            action_size=action_size,
             observation_scaler=observation_scaler,
             action_scaler=action_scaler,
             policy=policy,

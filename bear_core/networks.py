@@ -1,5 +1,6 @@
-"""The networks BEAR trains: squashed Gaussian policy pi_phi, behaviour model pi_beta
-(L2 regressor or conditional VAE) and a batched ensemble of K critics.
+"""The networks BEAR trains: squashed Gaussian policy pi_phi and behaviour model pi_beta
+(L2 regressor or conditional VAE) on top of observation encoders, plus the ensemble layers
+the critics are built from (see q_functions).
 
 Every sampler takes its noise as an argument, so exported graphs can take it as an input and
 torch/ONNX parity is exact. Shapes: B batch, n samples per state, A action size, K critics.
@@ -43,18 +44,11 @@ def mlp(
 class SquashedGaussianPolicy(nn.Module):
     """pi_phi(a|s) = tanh(u), u ~ N(mu(s), sigma(s)^2)."""
 
-    def __init__(
-        self,
-        obs_size: int,
-        action_size: int,
-        hidden_units: list[int],
-        activation: str,
-        use_batch_norm: bool,
-    ) -> None:
+    def __init__(self, encoder: nn.Module, feature_size: int, action_size: int) -> None:
         super().__init__()
-        self.encoder = mlp(obs_size, hidden_units, activation, use_batch_norm)
-        self.mu = nn.Linear(hidden_units[-1], action_size)
-        self.log_std = nn.Linear(hidden_units[-1], action_size)
+        self.encoder = encoder
+        self.mu = nn.Linear(feature_size, action_size)
+        self.log_std = nn.Linear(feature_size, action_size)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(obs)
@@ -81,19 +75,12 @@ class SquashedGaussianPolicy(nn.Module):
 class RegressorImitator(nn.Module):
     """pi_beta as the reference's probabilistic L2 regressor over pre-tanh actions."""
 
-    def __init__(
-        self,
-        obs_size: int,
-        action_size: int,
-        hidden_units: list[int],
-        activation: str,
-        use_batch_norm: bool,
-    ) -> None:
+    def __init__(self, encoder: nn.Module, feature_size: int, action_size: int) -> None:
         super().__init__()
         self.action_size = action_size
-        self.encoder = mlp(obs_size, hidden_units, activation, use_batch_norm)
-        self.mu = nn.Linear(hidden_units[-1], action_size)
-        self.log_std = nn.Linear(hidden_units[-1], action_size)
+        self.encoder = encoder
+        self.mu = nn.Linear(feature_size, action_size)
+        self.log_std = nn.Linear(feature_size, action_size)
 
     def _dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(obs)
@@ -115,32 +102,30 @@ class VAEImitator(nn.Module):
 
     def __init__(
         self,
-        obs_size: int,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        feature_size: int,
         action_size: int,
-        hidden_units: list[int],
-        activation: str,
-        use_batch_norm: bool,
         kl_weight: float,
     ) -> None:
+        """encoder(s, a) and decoder(s, z) are observation encoders taking a (latent 2|A|)."""
         super().__init__()
         self.action_size = action_size
         self.latent_size = 2 * action_size
         self.kl_weight = kl_weight
-        self.encoder = mlp(obs_size + action_size, hidden_units, activation, use_batch_norm)
-        self.latent_mu = nn.Linear(hidden_units[-1], self.latent_size)
-        self.latent_log_std = nn.Linear(hidden_units[-1], self.latent_size)
-        self.decoder = nn.Sequential(
-            mlp(obs_size + self.latent_size, hidden_units, activation, use_batch_norm),
-            nn.Linear(hidden_units[-1], action_size),
-        )
+        self.encoder = encoder
+        self.latent_mu = nn.Linear(feature_size, self.latent_size)
+        self.latent_log_std = nn.Linear(feature_size, self.latent_size)
+        self.decoder = decoder
+        self.decoder_out = nn.Linear(feature_size, action_size)
 
     def loss(self, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """||tanh(D(s, z)) - a||^2 + w * KL(q(z|s,a) || N(0, I)); noise [B, latent]."""
-        h = self.encoder(torch.cat([obs, actions], dim=-1))
+        h = self.encoder(obs, actions)
         mu = self.latent_mu(h)
         log_std = self.latent_log_std(h).clamp(VAE_LOG_STD_MIN, VAE_LOG_STD_MAX)
         z = mu + log_std.exp() * noise
-        reconstruction = torch.tanh(self.decoder(torch.cat([obs, z], dim=-1)))
+        reconstruction = torch.tanh(self.decoder_out(self.decoder(obs, z)))
         kl = -0.5 * (1.0 + 2.0 * log_std - mu.pow(2) - (2.0 * log_std).exp()).mean()
         return F.mse_loss(reconstruction, actions) + self.kl_weight * kl
 
@@ -148,12 +133,40 @@ class VAEImitator(nn.Module):
         """noise [B, n, latent] ~ N(0, I) -> pre-tanh behaviour samples [B, n, A]."""
         b, n, _ = noise.shape
         z = noise.clamp(-VAE_LATENT_CLIP, VAE_LATENT_CLIP).reshape(b * n, -1)
-        obs_n = obs.unsqueeze(1).expand(-1, n, -1).reshape(b * n, -1)  # [B * n, D]
-        return self.decoder(torch.cat([obs_n, z], dim=-1)).reshape(b, n, -1)
+        obs_n = obs.unsqueeze(1).expand(-1, n, *obs.shape[1:]).reshape(b * n, *obs.shape[1:])
+        return self.decoder_out(self.decoder(obs_n, z)).reshape(b, n, -1)
 
     @property
     def noise_size(self) -> int:
         return self.latent_size
+
+
+class EnsembleLinear(nn.Module):
+    """K independent linear layers run as one batched matmul: [K, M, in] -> [K, M, out]."""
+
+    def __init__(self, n: int, in_size: int, out_size: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_size, out_size))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_size))
+        bound = 1.0 / math.sqrt(in_size)  # nn.Linear's default initialisation, per member
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleBatchNorm(nn.Module):
+    """BatchNorm1d per member and feature of a [K, M, H] tensor."""
+
+    def __init__(self, n: int, size: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(n * size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, b, h = x.shape
+        y = self.norm(x.transpose(0, 1).reshape(b, k * h))
+        return y.reshape(b, k, h).transpose(0, 1)
 
 
 def activate(x: torch.Tensor, activation: str) -> torch.Tensor:

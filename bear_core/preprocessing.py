@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+PIXEL_MAX = 255.0
 STANDARD_EPS = 1e-3  # (x - mean) / (std + eps), as the reference's standard scaler
 
 
@@ -24,9 +25,12 @@ class ObservationScaler(nn.Module):
     def __init__(self, kind: str | None, observation_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.kind = kind or "none"
-        self.register_buffer("shift", torch.zeros(observation_shape))
-        self.register_buffer("scale", torch.ones(observation_shape))
-        self.fitted = self.kind == "none"
+        pixel = self.kind == "pixel"  # x / 255, nothing to fit
+        self.register_buffer("shift", torch.zeros(() if pixel else observation_shape))
+        self.register_buffer(
+            "scale", torch.full(() if pixel else observation_shape, PIXEL_MAX if pixel else 1.0)
+        )
+        self.fitted = self.kind in ("none", "pixel")
 
     def fit(self, observations: np.ndarray) -> None:
         x = observations.astype(np.float64)
@@ -48,6 +52,8 @@ class ObservationScaler(nn.Module):
         """{'type', 'params'} as in the reference's params.json (None when there is no scaler)."""
         if self.kind == "none":
             return None
+        if self.kind == "pixel":
+            return {"type": "pixel", "params": {}}
         if self.kind == "min_max":
             params = {"minimum": self.shift, "maximum": self.shift + self.scale}
         else:
@@ -59,7 +65,7 @@ class ObservationScaler(nn.Module):
 
     def load_dict(self, spec: Mapping[str, Any]) -> None:
         params = spec.get("params") or {}
-        if not params:
+        if not params or self.kind == "pixel":
             return
         if self.kind == "min_max":
             minimum = torch.as_tensor(params["minimum"], dtype=torch.float32)

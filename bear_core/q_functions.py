@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import pairwise
 
 import torch
 from torch import nn
 
-from bear_core.networks import activate, mlp
+from bear_core.encoders import EncoderSpec, build_ensemble_encoder
+from bear_core.networks import EnsembleLinear
 
 QUANTILE_HUBER_KAPPA = 1.0
 
@@ -48,85 +48,6 @@ class QDistribution:
         return (self.quantiles * self.weights).sum(dim=-1)
 
 
-class EnsembleLinear(nn.Module):
-    """K independent linear layers run as one batched matmul: [K, M, in] -> [K, M, out]."""
-
-    def __init__(self, n: int, in_size: int, out_size: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(n, in_size, out_size))
-        self.bias = nn.Parameter(torch.empty(n, 1, out_size))
-        bound = 1.0 / math.sqrt(in_size)  # nn.Linear's default initialisation, per member
-        nn.init.uniform_(self.weight, -bound, bound)
-        nn.init.uniform_(self.bias, -bound, bound)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
-
-
-class EnsembleBatchNorm(nn.Module):
-    """BatchNorm1d per member and feature of a [K, M, H] tensor."""
-
-    def __init__(self, n: int, size: int) -> None:
-        super().__init__()
-        self.norm = nn.BatchNorm1d(n * size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, b, h = x.shape
-        y = self.norm(x.transpose(0, 1).reshape(b, k * h))
-        return y.reshape(b, k, h).transpose(0, 1)
-
-
-class _ScaleGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, scale: float
-    ) -> torch.Tensor:
-        ctx.scale = scale  # type: ignore[attr-defined]
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(
-        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, None]:
-        return grad * ctx.scale, None  # type: ignore[attr-defined]
-
-
-class EnsembleEncoder(nn.Module):
-    """K separate MLPs on [s, a]: [M, D + A] -> [K, M, H]."""
-
-    def __init__(
-        self, n: int, in_size: int, hidden_units: list[int], activation: str, use_batch_norm: bool
-    ) -> None:
-        super().__init__()
-        self.n, self.activation = n, activation
-        sizes = [in_size, *hidden_units]
-        self.layers = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in pairwise(sizes))
-        self.norms = nn.ModuleList(
-            EnsembleBatchNorm(n, o) if use_batch_norm else nn.Identity() for o in hidden_units
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.unsqueeze(0).expand(self.n, -1, -1).contiguous()
-        for linear, norm in zip(self.layers, self.norms, strict=True):
-            h = norm(activate(linear(h), self.activation))
-        return h
-
-
-class SharedEncoder(nn.Module):
-    """One MLP on [s, a] for all K critics; its gradient is divided by K."""
-
-    def __init__(
-        self, n: int, in_size: int, hidden_units: list[int], activation: str, use_batch_norm: bool
-    ) -> None:
-        super().__init__()
-        self.n = n
-        self.mlp = mlp(in_size, hidden_units, activation, use_batch_norm)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = _ScaleGrad.apply(self.mlp(x), 1.0 / self.n)
-        return h.unsqueeze(0).expand(self.n, -1, -1)
-
-
 class CriticEnsemble(nn.Module):
     """K critics Q_k(s, a) of one q_func_type. forward -> expected values [K, ...]."""
 
@@ -136,11 +57,8 @@ class CriticEnsemble(nn.Module):
         self,
         q_func_type: str,
         n_critics: int,
-        obs_size: int,
+        spec: EncoderSpec,
         action_size: int,
-        hidden_units: list[int],
-        activation: str,
-        use_batch_norm: bool,
         share_encoder: bool = False,
         n_quantiles: int = 32,
         embed_size: int = 64,
@@ -149,10 +67,10 @@ class CriticEnsemble(nn.Module):
         self.q_func_type = q_func_type
         self.n_critics = n_critics
         self.n_quantiles = n_quantiles
-        self.in_size = obs_size + action_size
-        encoder = SharedEncoder if share_encoder else EnsembleEncoder
-        self.encoder = encoder(n_critics, self.in_size, hidden_units, activation, use_batch_norm)
-        width = hidden_units[-1]
+        self.observation_shape = spec.observation_shape
+        self.action_size = action_size
+        self.encoder = build_ensemble_encoder(n_critics, spec, action_size, share_encoder)
+        width = spec.out_size
         self.head = EnsembleLinear(n_critics, width, n_quantiles if q_func_type == "qr" else 1)
         if q_func_type in ("iqn", "fqf"):
             self.embed_size = embed_size
@@ -168,7 +86,7 @@ class CriticEnsemble(nn.Module):
         self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """obs [..., D], actions [..., A] -> expected Q values [K, ...]."""
-        batch_shape = obs.shape[:-1]
+        batch_shape = actions.shape[:-1]
         q = self.distribution(obs, actions, generator).expected()
         return q.reshape(self.n_critics, *batch_shape)
 
@@ -177,10 +95,12 @@ class CriticEnsemble(nn.Module):
     ) -> QDistribution:
         """obs [..., D], actions [..., A] -> the quantile distribution of every critic over the
         flattened rows M. Without gradients, rows go through in cache-sized chunks."""
-        x = torch.cat([obs, actions], dim=-1).reshape(-1, self.in_size)
-        if torch.is_grad_enabled() or self.training or x.shape[0] <= self.CHUNK_ROWS:
-            return self._distribution(x, generator)
-        parts = [self._distribution(rows, generator) for rows in x.split(self.CHUNK_ROWS)]
+        obs = obs.reshape(-1, *self.observation_shape)
+        actions = actions.reshape(-1, self.action_size)
+        if torch.is_grad_enabled() or self.training or obs.shape[0] <= self.CHUNK_ROWS:
+            return self._distribution(obs, actions, generator)
+        chunks = zip(obs.split(self.CHUNK_ROWS), actions.split(self.CHUNK_ROWS), strict=True)
+        parts = [self._distribution(o, a, generator) for o, a in chunks]
         return QDistribution(
             torch.cat([p.quantiles for p in parts], dim=1),
             None if parts[0].taus is None else torch.cat([p.taus for p in parts], dim=1),
@@ -196,7 +116,7 @@ class CriticEnsemble(nn.Module):
         """
         if self.q_func_type != "fqf":
             return obs.new_zeros(())
-        h = self.encoder(torch.cat([obs, actions], dim=-1)).detach()
+        h = self.encoder(obs, actions).detach()
         taus, hats, _ = self._proposed_fractions(h)  # taus [K, M, N+1]
         with torch.no_grad():
             at_taus = self._implicit_quantiles(h, taus[:, :, 1:-1])  # [K, M, N-1]
@@ -206,8 +126,10 @@ class CriticEnsemble(nn.Module):
 
     # --- the four heads -------------------------------------------------------------------------
 
-    def _distribution(self, x: torch.Tensor, generator: torch.Generator | None) -> QDistribution:
-        h = self.encoder(x)  # [K, M, H]
+    def _distribution(
+        self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None
+    ) -> QDistribution:
+        h = self.encoder(obs, actions)  # [K, M, H]
         if self.q_func_type == "mean":
             return QDistribution(self.head(h), None, None)
         if self.q_func_type == "qr":

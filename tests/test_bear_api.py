@@ -117,8 +117,6 @@ def test_unknown_parameter_is_refused() -> None:
     [
         ("augmentation", ["cutout"]),
         ("dynamics", object()),
-        ("scaler", "pixel"),
-        ("encoder_params", {"filters": [[32, 8, 4]], "feature_size": 512}),
     ],
 )
 def test_later_features_raise_not_implemented_naming_the_parameter(name: str, value: Any) -> None:

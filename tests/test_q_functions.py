@@ -11,7 +11,8 @@ import torch
 from bear_core import BEAR
 from bear_core.bundle import load_bundle
 from bear_core.dataset import MDPDataset
-from bear_core.q_functions import CriticEnsemble, SharedEncoder
+from bear_core.encoders import EncoderSpec, SharedEncoder
+from bear_core.q_functions import CriticEnsemble
 from tests.conftest import ACTION_SIZE, OBS_SIZE, TINY
 
 Q_FUNC_TYPES = ["mean", "qr", "iqn", "fqf"]
@@ -19,8 +20,9 @@ Q_FUNC_TYPES = ["mean", "qr", "iqn", "fqf"]
 
 def critics(q_func_type: str, **kwargs: object) -> CriticEnsemble:
     torch.manual_seed(0)
-    return CriticEnsemble(q_func_type, 3, OBS_SIZE, ACTION_SIZE, [16, 16], "relu", False,
-                          n_quantiles=8, embed_size=16, **kwargs)  # fmt: skip
+    spec = EncoderSpec((OBS_SIZE,), (16, 16), (), 0, "relu", False)
+    return CriticEnsemble(q_func_type, 3, spec, ACTION_SIZE, n_quantiles=8, embed_size=16,
+                          **kwargs)  # fmt: skip
 
 
 @pytest.mark.parametrize("q_func_type", Q_FUNC_TYPES)
@@ -67,14 +69,14 @@ def test_shared_encoder_is_one_network_with_its_gradient_divided_by_k() -> None:
         p.numel() for p in separate.parameters()
     )
     obs, act = torch.randn(4, OBS_SIZE), torch.randn(4, ACTION_SIZE)
-    features = shared.encoder(torch.cat([obs, act], dim=-1))
+    features = shared.encoder(obs, act)
     assert torch.equal(features[0], features[1]) and torch.equal(features[1], features[2])
-    x = torch.cat([obs, act], dim=-1)
-    shared.encoder(x).sum().backward()  # K copies of the features, each gradient scaled by 1/K
-    scaled = [p.grad.clone() for p in shared.encoder.mlp.parameters()]
+    shared.encoder(obs, act).sum().backward()  # K copies of the features, each grad scaled 1/K
+    inner = shared.encoder.encoder
+    scaled = [p.grad.clone() for p in inner.parameters()]
     shared.zero_grad()
-    shared.encoder.mlp(x).sum().backward()
-    for got, plain in zip(scaled, shared.encoder.mlp.parameters(), strict=True):
+    inner(obs, act).sum().backward()
+    for got, plain in zip(scaled, inner.parameters(), strict=True):
         torch.testing.assert_close(got, plain.grad)
 
 

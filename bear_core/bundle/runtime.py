@@ -114,6 +114,8 @@ def check_batch(
     Arrays already in the right dtype and layout pass through without a copy."""
     if isinstance(value, np.ndarray) and value.dtype == dtype and value.flags.c_contiguous:
         arr = value
+    elif np.dtype(dtype) == np.uint8:
+        arr = _as_pixels(value, name)
     else:
         try:
             arr = np.ascontiguousarray(value, dtype=dtype)
@@ -129,6 +131,21 @@ def check_batch(
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
+
+
+def _as_pixels(value: Any, name: str) -> np.ndarray:
+    """Whole numbers in [0, 255] as uint8, or a ValueError naming `name` (no silent wrap-around)."""
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of pixel values ({exc})") from None
+    if raw.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be an array of pixel values, got {raw.dtype}")
+    if raw.size and (
+        not np.isfinite(raw).all() or raw.min() < 0 or raw.max() > 255 or (raw % 1 != 0).any()
+    ):
+        raise ValueError(f"{name} must hold whole pixel values in [0, 255]")
+    return np.ascontiguousarray(raw, dtype=np.uint8)
 
 
 def load_bundle(
