@@ -25,6 +25,17 @@ Q_FUNC_TYPES = ("mean", "qr", "iqn", "fqf")
 VECTOR_ENCODER_KEYS = frozenset({"hidden_units", "activation"})
 PIXEL_ENCODER_KEYS = frozenset({"filters", "feature_size"})
 ACTIVATIONS = ("relu", "tanh", "swish")
+AUGMENTATION_NAMES = (
+    "single_amplitude_scaling",
+    "multiple_amplitude_scaling",
+    "random_shift",
+    "cutout",
+    "horizontal_flip",
+    "vertical_flip",
+    "random_rotation",
+    "intensity",
+    "color_jitter",
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,7 @@ class BEARConfig:
     n_epochs: int = 1000
     use_gpu: bool | int | str | None = False
     scaler: str | None = None  # 'min_max' | 'standard' | 'pixel' (or a fitted scaler dict)
-    augmentation: tuple[str, ...] = ()
+    augmentation: tuple[Any, ...] = ()  # names, {"type", "params"} dicts or objects
     n_augmentations: int = 1
     encoder_params: Mapping[str, Any] = field(default_factory=dict)
     dynamics: Any = None
@@ -111,11 +122,7 @@ class BEARConfig:
         self._check_scalers()
         self._check_encoder_params()
         self._check_use_gpu()
-        if not isinstance(self.augmentation, tuple | list) or not all(
-            isinstance(a, str) for a in self.augmentation
-        ):
-            raise ValueError(f"augmentation must be a list of names, got {self.augmentation!r}")
-        object.__setattr__(self, "augmentation", tuple(self.augmentation))
+        object.__setattr__(self, "augmentation", _augmentation_specs(self.augmentation))
         self._refuse_later_features()
 
     def _check_scalers(self) -> None:
@@ -178,14 +185,13 @@ class BEARConfig:
 
     def _refuse_later_features(self) -> None:
         later = {
-            "augmentation": bool(self.augmentation),
             "dynamics": self.dynamics is not None,
         }
         for name, requested in later.items():
             if requested:
                 raise NotImplementedError(
                     f"{name}={getattr(self, name)!r} is not supported yet "
-                    "(augmentation and dynamics come in a later release)"
+                    "(dynamics come in a later release)"
                 )
 
     @property
@@ -199,7 +205,10 @@ class BEARConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able parameters (what get_params and params.json hold)."""
         params = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        params["augmentation"] = list(self.augmentation)
+        params["augmentation"] = [
+            dict(a, params=dict(a["params"])) if isinstance(a, Mapping) else a
+            for a in self.augmentation
+        ]
         params["encoder_params"] = dict(self.encoder_params)
         return params
 
@@ -219,6 +228,39 @@ def _check_real(
         raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
     if high is not None and value > high:
         raise ValueError(f"{name} must be <= {high}, got {value!r}")
+
+
+def _augmentation_specs(value: Any) -> tuple[Any, ...]:
+    """Names, {"type", "params"} dicts and augmentation objects -> a tuple of names and dicts.
+    Names are checked here; parameter values when the networks are built."""
+    if isinstance(value, str | Mapping) or not isinstance(value, list | tuple):
+        value = [value] if isinstance(value, str | Mapping) or hasattr(value, "to_dict") else value
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"augmentation must be a list of augmentations, got {value!r}")
+    specs: list[Any] = []
+    for item in value:
+        spec = item.to_dict() if hasattr(item, "to_dict") else item
+        name = (
+            spec
+            if isinstance(spec, str)
+            else spec.get("type")
+            if isinstance(spec, Mapping)
+            else None
+        )
+        if name not in AUGMENTATION_NAMES:
+            raise ValueError(
+                f"augmentation {item!r} is not one of {list(AUGMENTATION_NAMES)} "
+                "(a name, a {'type', 'params'} dict or an augmentation object)"
+            )
+        if isinstance(spec, Mapping):
+            params = spec.get("params") or {}
+            if not isinstance(params, Mapping) or set(spec) - {"type", "params"}:
+                raise ValueError(
+                    f"augmentation {item!r} must be {{'type': name, 'params': {{...}}}}"
+                )
+            spec = {"type": name, "params": dict(params)}
+        specs.append(spec)
+    return tuple(specs)
 
 
 def _positive_ints(values: Any) -> bool:

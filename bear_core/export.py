@@ -40,6 +40,7 @@ class _Graph(nn.Module):
         self.network = copy.deepcopy(network).cpu().eval()
         self.action_scaler = copy.deepcopy(m.action_scaler).cpu().eval()
         self.requires_grad_(False)
+        self.eval()
 
 
 class GreedyPolicy(_Graph):
@@ -153,12 +154,19 @@ def export_bundle(
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         atomic_write_json(tmp / MANIFEST_FILE, manifest.to_dict())
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a bundle is shared
         _check_parity(m, load_bundle(tmp), graphs)
         os.replace(tmp, target)  # atomic, also over an empty directory
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def observation_dtype(m: BEARModules) -> torch.dtype:

@@ -23,6 +23,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; keep the usual permissions
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     finally:
@@ -46,6 +47,12 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[Path], None
     """Atomically create `path` with a writer that takes a file path (torch.save, h5py, ...)."""
     with atomic_path(path) as tmp:
         write(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -18,12 +18,17 @@ Deliberate choices, where the reference implementations differ from each other:
 - Distributional critics (qr, iqn, fqf) pick a_j and the min/max critics by expected value and
   regress on the mixed target quantiles with the quantile Huber loss.
 - Bootstrap masks are drawn fresh every step, one {0, 1} per critic and transition.
+- Augmented observations (after scaling) average each loss over n_augmentations draws;
+  temperature and alpha use the draws' mean log pi and MMD.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from bear_core.augmentations import augmented_mean
 from bear_core.config import BEARConfig
 from bear_core.modules import BEARModules, TorchBatch, frozen
 from bear_core.q_functions import QDistribution, quantile_huber_loss
@@ -141,25 +146,32 @@ def update_step(
     update_actor: bool,
 ) -> dict[str, torch.Tensor]:
     """Imitator; critics (after warm-up); then every update_actor_interval steps: actor,
-    temperature, alpha and the target critics. Returns detached metrics."""
+    temperature, alpha and the target critics. Returns detached metrics.
+
+    With `augmentation`, the imitator, target, critic and actor losses are averaged over
+    n_augmentations independent draws of augmented observations (the reference's recipe)."""
     s, a = batch.observations, batch.actions
     B, A, n = a.shape[0], a.shape[1], cfg.n_action_samples
     metrics: dict[str, torch.Tensor] = {}
 
+    def over_draws(
+        loss_of: Callable[[torch.Tensor], torch.Tensor], obs: torch.Tensor
+    ) -> torch.Tensor:
+        return augmented_mean(loss_of, obs, m.augmentation, cfg.n_augmentations, m.generator)
+
     # pi_beta: L(beta) on (s, a) ~ D
-    loss = m.imitator.loss(s, a, m.noise(B, m.imitator_noise_size))
+    noise = m.noise(B, m.imitator_noise_size)
+    loss = over_draws(lambda obs: m.imitator.loss(obs, a, noise), s)
     metrics["imitator_loss"] = _step(m.imitator_optim, loss)
 
     temperature = m.log_temp.value.exp().detach()
     if rl_started:
         # Q_k: regress on y built from n samples a_j ~ pi(.|s') and the target critics Q'_k
-        with torch.no_grad():
-            next_obs = batch.next_observations.unsqueeze(1).expand(B, n, *s.shape[1:])  # [B,n,D]
-            _, next_actions, next_log_prob = m.policy.sample_n(
-                batch.next_observations, m.noise(B, n, A)
-            )
+        def target(next_s: torch.Tensor) -> torch.Tensor:
+            next_obs = next_s.unsqueeze(1).expand(B, n, *next_s.shape[1:])  # [B, n, D]
+            _, next_actions, next_log_prob = m.policy.sample_n(next_s, m.noise(B, n, A))
             next_z = m.target_critics.distribution(next_obs, next_actions)  # rows B * n
-            y = critic_target(
+            return critic_target(
                 batch.rewards,
                 batch.terminals,
                 next_z.quantiles.reshape(cfg.n_critics, B, n, -1),
@@ -169,30 +181,43 @@ def update_step(
                 cfg.lam,
                 temperature,
             )
+
+        with torch.no_grad():
+            y = over_draws(target, batch.next_observations)
         masks = m.bootstrap_masks(B) if cfg.bootstrap else None
-        loss = critic_loss(m.critics.distribution(s, a, m.generator), y, masks)
-        loss = loss + m.critics.fraction_loss(s, a)  # FQF's fraction proposal (0 otherwise)
-        metrics["critic_loss"] = _step(m.critic_optim, loss)
+
+        def td_loss(obs: torch.Tensor) -> torch.Tensor:
+            loss = critic_loss(m.critics.distribution(obs, a, m.generator), y, masks)
+            return loss + m.critics.fraction_loss(obs, a)  # FQF's fraction proposal (0 otherwise)
+
+        metrics["critic_loss"] = _step(m.critic_optim, over_draws(td_loss, s))
 
     if not update_actor:
         return metrics
 
     # pi_phi: n reparameterised samples serve the MMD; the first one also serves the SAC term
-    pre_tanh, actions, log_prob = m.policy.sample_n(s, m.noise(B, n, A))  # [B,n,A] x2, [B,n]
-    with torch.no_grad():
-        behaviour = m.imitator.sample_n_pre_tanh(s, m.noise(B, n, m.imitator_noise_size))
-    mmd_value = mmd(pre_tanh, behaviour, cfg.mmd_kernel, cfg.mmd_sigma)  # [B]
     alpha = m.log_alpha.value.exp().detach()
-    q_min = None
-    if rl_started:
-        with frozen(m.critics):
-            q_min = m.critics(s, actions[:, 0], m.generator).min(dim=0).values  # [B]
-    loss = actor_loss(q_min, log_prob[:, 0], mmd_value, temperature, alpha, cfg.alpha_threshold)
-    metrics["actor_loss"] = _step(m.actor_optim, loss)
-    metrics["mmd"] = mmd_value.detach().mean()
+    draws: list[tuple[torch.Tensor, torch.Tensor]] = []  # (MMD [B], log pi [B]) of each draw
+
+    def policy_loss(obs: torch.Tensor) -> torch.Tensor:
+        pre_tanh, actions, log_prob = m.policy.sample_n(obs, m.noise(B, n, A))  # [B,n,A], [B,n]
+        with torch.no_grad():
+            behaviour = m.imitator.sample_n_pre_tanh(obs, m.noise(B, n, m.imitator_noise_size))
+        mmd_value = mmd(pre_tanh, behaviour, cfg.mmd_kernel, cfg.mmd_sigma)  # [B]
+        draws.append((mmd_value.detach(), log_prob[:, 0].detach()))
+        q_min = None
+        if rl_started:
+            with frozen(m.critics):
+                q_min = m.critics(obs, actions[:, 0], m.generator).min(dim=0).values  # [B]
+        return actor_loss(q_min, log_prob[:, 0], mmd_value, temperature, alpha, cfg.alpha_threshold)
+
+    metrics["actor_loss"] = _step(m.actor_optim, over_draws(policy_loss, s))
+    mmd_value = torch.stack([d[0] for d in draws]).mean(dim=0)
+    log_prob = torch.stack([d[1] for d in draws]).mean(dim=0)
+    metrics["mmd"] = mmd_value.mean()
 
     if rl_started and cfg.temp_learning_rate > 0:
-        loss = temperature_loss(m.log_temp.value, log_prob[:, 0], A)
+        loss = temperature_loss(m.log_temp.value, log_prob, A)
         metrics["temp_loss"] = _step(m.temp_optim, loss)
     if cfg.alpha_learning_rate > 0:
         metrics["alpha_loss"] = _step(

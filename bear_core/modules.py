@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bear_core.augmentations import AugmentationPipeline
 from bear_core.config import BEARConfig
 from bear_core.encoders import EncoderSpec, build_encoder
 from bear_core.networks import RegressorImitator, SquashedGaussianPolicy, VAEImitator
@@ -81,6 +82,7 @@ class BEARModules:
     temp_optim: torch.optim.Optimizer
     alpha_optim: torch.optim.Optimizer
     generator: torch.Generator
+    augmentation: AugmentationPipeline
 
     @classmethod
     def build(
@@ -90,6 +92,11 @@ class BEARModules:
         action_size: int,
         device: torch.device,
     ) -> BEARModules:
+        augmentation = AugmentationPipeline.from_spec(list(config.augmentation))
+        augmentation.check_observation_shape(observation_shape)
+        names = {a.name for a in augmentation.augmentations}
+        if "color_jitter" in names and _kind(config.scaler) != "pixel":
+            raise ValueError("augmentation 'color_jitter' needs scaler='pixel' (values in [0, 1])")
         torch.manual_seed(config.seed)
         spec = EncoderSpec.from_params(
             observation_shape, dict(config.encoder_params), config.use_batch_norm
@@ -151,6 +158,7 @@ class BEARModules:
             temp_optim=adam(log_temp, config.temp_learning_rate),
             alpha_optim=adam(log_alpha, config.alpha_learning_rate),
             generator=generator,
+            augmentation=augmentation,
         )
 
     # --- randomness ---------------------------------------------------------------------------

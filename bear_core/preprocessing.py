@@ -110,7 +110,9 @@ class ActionScaler(nn.Module):
         return ((action - self.low) / (self.high - self.low) * 2.0 - 1.0).clamp(-1.0, 1.0)
 
     def reverse(self, action: torch.Tensor) -> torch.Tensor:
-        return self.low + (action + 1.0) * 0.5 * (self.high - self.low)
+        """[-1, 1] -> [low, high], clamped: tanh implementations may overshoot 1 by an ulp."""
+        scaled = self.low + (action + 1.0) * 0.5 * (self.high - self.low)
+        return torch.minimum(torch.maximum(scaled, self.low), self.high)
 
     def to_dict(self) -> dict[str, Any] | None:
         if self.kind == "none":

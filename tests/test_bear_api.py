@@ -115,7 +115,6 @@ def test_unknown_parameter_is_refused() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("augmentation", ["cutout"]),
         ("dynamics", object()),
     ],
 )

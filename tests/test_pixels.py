@@ -57,7 +57,17 @@ def pixels() -> MDPDataset:
 
 
 @pytest.mark.parametrize(
-    "extra", [{}, {"imitator_type": "vae", "share_encoder": True, "use_batch_norm": True}]
+    "extra",
+    [
+        {},
+        {
+            "imitator_type": "vae",
+            "share_encoder": True,
+            "use_batch_norm": True,
+            "augmentation": ["random_shift", "intensity"],
+            "n_augmentations": 2,
+        },
+    ],
 )
 def test_pixel_model_trains_exports_and_matches_torch(
     pixels: MDPDataset, tmp_path: Path, extra: dict[str, object]

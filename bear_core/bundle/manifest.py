@@ -44,7 +44,8 @@ class Manifest:
     created: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The JSON object, sealed with manifest_sha256 over everything else in it."""
+        body = {
             "format": BUNDLE_FORMAT,
             "format_version": self.format_version,
             "observation_shape": list(self.observation_shape),
@@ -62,6 +63,7 @@ class Manifest:
             "versions": self.versions,
             "created": self.created,
         }
+        return {**body, "manifest_sha256": manifest_digest(body)}
 
     @classmethod
     def from_dict(cls, raw: Any) -> Manifest:
@@ -120,6 +122,12 @@ class Manifest:
         )
 
 
+def manifest_digest(body: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys, no whitespace), seal excluded."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def graph_signatures(
     observation_shape: tuple[int, ...], action_size: int, n_critics: int
 ) -> dict[str, Any]:
@@ -164,6 +172,11 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
         raise BundleError(f"{MANIFEST_FILE}: missing from {root}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{MANIFEST_FILE}: unreadable ({exc})") from exc
+    if isinstance(raw, dict):
+        seal = raw.get("manifest_sha256")
+        body = {k: v for k, v in raw.items() if k != "manifest_sha256"}
+        if seal != manifest_digest(body):
+            raise BundleError(f"{MANIFEST_FILE}: manifest_sha256 does not match its content")
     manifest = Manifest.from_dict(raw)
     if verify:
         for name, expected in manifest.files.items():

@@ -44,6 +44,7 @@ class PolicyBundle:
         self._sampler = sessions["sampler"]
         self._critics = sessions["critics"]
         self._dtype = np.dtype(manifest.observation_dtype)
+        self._rng = np.random.default_rng()  # unseeded draws; Generator calls are thread-safe
         self._row_shape = manifest.observation_shape
 
     @property
@@ -99,7 +100,7 @@ class PolicyBundle:
         return check_batch(observations, "observations", self._row_shape, self._dtype)
 
     def noise(self, n: int, seed: int | None) -> FloatArray:
-        rng = np.random.default_rng(seed)
+        rng = self._rng if seed is None else np.random.default_rng(seed)
         return rng.standard_normal((n, self.action_size), dtype=np.float32)
 
 
