@@ -71,6 +71,7 @@ class BEAR:
             raise ValueError(f"unknown BEAR parameter(s): {sorted(unknown)}")
         self._config = BEARConfig(**params)
         self._impl = impl
+        self._dynamics = self._make_dynamics()
         self._observation_shape: tuple[int, ...] | None = None
         self._action_size: int | None = None
         if impl is not None:
@@ -89,6 +90,22 @@ class BEAR:
     @property
     def impl(self) -> BEARModules | None:
         return self._impl
+
+    @property
+    def dynamics(self) -> Any:
+        """The dynamics model whose rollouts join training (None without `dynamics`)."""
+        return self._dynamics
+
+    def _make_dynamics(self) -> Any:
+        spec = self._config.dynamics
+        if spec is None or not isinstance(spec, dict):
+            return spec
+        from bear_core.dynamics import ProbabilisticEnsembleDynamics
+
+        try:
+            return ProbabilisticEnsembleDynamics.from_params(spec["params"])
+        except ValueError as exc:
+            raise ValueError(f"dynamics: {exc}") from exc
 
     @property
     def observation_shape(self) -> tuple[int, ...] | None:
@@ -121,6 +138,8 @@ class BEAR:
                     f"{fixed[0]} cannot change once the networks are built; create a new BEAR"
                 )
         self._config = self._config.replace(**params)
+        if "dynamics" in params:
+            self._dynamics = self._make_dynamics()
         if self._impl is not None:
             for name, optim_name in OPTIMIZER_RATES.items():
                 for group in getattr(self._impl, optim_name).param_groups:
@@ -301,6 +320,9 @@ class BEAR:
     def params_json(self) -> dict[str, Any]:
         """What params.json holds: the parameters, the fitted scalers and the shapes."""
         params = self._config.to_dict()
+        if self._dynamics is not None:
+            params["dynamics"] = {"type": "probabilistic_ensemble",
+                                  "params": self._dynamics.get_params()}  # fmt: skip
         params["observation_shape"] = list(self._observation_shape or ())
         params["action_size"] = self._action_size
         if self._impl is not None:

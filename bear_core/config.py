@@ -20,6 +20,7 @@ ImitatorType = Literal["regressor", "vae"]
 MMDKernel = Literal["gaussian", "laplacian"]
 
 SCALERS = ("pixel", "min_max", "standard")
+DYNAMICS_TYPE = "probabilistic_ensemble"
 ACTION_SCALERS = ("min_max",)
 Q_FUNC_TYPES = ("mean", "qr", "iqn", "fqf")
 VECTOR_ENCODER_KEYS = frozenset({"hidden_units", "activation"})
@@ -69,7 +70,7 @@ class BEARConfig:
     augmentation: tuple[Any, ...] = ()  # names, {"type", "params"} dicts or objects
     n_augmentations: int = 1
     encoder_params: Mapping[str, Any] = field(default_factory=dict)
-    dynamics: Any = None
+    dynamics: Any = None  # a dynamics model, or its {"type", "params"} spec: MOPO-style rollouts
     # --- extensions (keyword parameters the reference does not have) ---
     imitator_type: ImitatorType = (
         "regressor"  # L2 regressor (reference) or conditional VAE (paper code)
@@ -79,6 +80,11 @@ class BEARConfig:
     action_scaler: str | None = "min_max"  # map the data's action range to tanh's [-1, 1] and back
     n_steps_per_epoch: int | None = None  # None: one pass over the transitions per epoch
     seed: int = 0  # network initialisation, mini-batch sampling and sampled actions
+    rollout_interval: int = 1000  # dynamics: gradient steps between model rollouts
+    rollout_horizon: int = 5  # dynamics: steps per model rollout
+    rollout_batch_size: int = 1000  # dynamics: dataset states each rollout starts from
+    real_ratio: float = 0.5  # dynamics: share of each mini-batch drawn from the dataset
+    reward_penalty: float = 0.0  # dynamics: MOPO's lambda, r - lambda * model uncertainty
     n_quantiles: int = 32  # quantiles (qr), sampled fractions (iqn), proposed fractions (fqf)
     embed_size: int = 64  # cosine embedding size of the fractions (iqn, fqf)
 
@@ -98,6 +104,8 @@ class BEARConfig:
         _check_real("tau", self.tau, low=0.0, high=1.0)
         _check_real("lam", self.lam, low=0.0, high=1.0)
         _check_real("alpha_threshold", self.alpha_threshold)
+        _check_real("real_ratio", self.real_ratio, low=0.0, high=1.0, strict=True)
+        _check_real("reward_penalty", self.reward_penalty, low=0.0)
         for name in (
             "batch_size",
             "n_critics",
@@ -107,6 +115,9 @@ class BEARConfig:
             "n_augmentations",
             "n_quantiles",
             "embed_size",
+            "rollout_interval",
+            "rollout_horizon",
+            "rollout_batch_size",
         ):
             _check_int(name, getattr(self, name), low=1)
         _check_int("rl_start_epoch", self.rl_start_epoch, low=0)
@@ -123,7 +134,7 @@ class BEARConfig:
         self._check_encoder_params()
         self._check_use_gpu()
         object.__setattr__(self, "augmentation", _augmentation_specs(self.augmentation))
-        self._refuse_later_features()
+        self._check_dynamics()
 
     def _check_scalers(self) -> None:
         if isinstance(self.scaler, Mapping):
@@ -183,16 +194,23 @@ class BEARConfig:
             f"use_gpu must be a bool, a CUDA device id or a device string, got {value!r}"
         )
 
-    def _refuse_later_features(self) -> None:
-        later = {
-            "dynamics": self.dynamics is not None,
-        }
-        for name, requested in later.items():
-            if requested:
-                raise NotImplementedError(
-                    f"{name}={getattr(self, name)!r} is not supported yet "
-                    "(dynamics come in a later release)"
-                )
+    def _check_dynamics(self) -> None:
+        spec = self.dynamics
+        if spec is None or callable(getattr(spec, "rollout", None)):
+            return
+        if (
+            not isinstance(spec, Mapping)
+            or spec.get("type") != DYNAMICS_TYPE
+            or not isinstance(spec.get("params", {}), Mapping)
+            or set(spec) - {"type", "params"}
+        ):
+            raise ValueError(
+                "dynamics must be a dynamics model (ProbabilisticEnsembleDynamics) or "
+                f"{{'type': '{DYNAMICS_TYPE}', 'params': {{...}}}}, got {spec!r}"
+            )
+        object.__setattr__(
+            self, "dynamics", {"type": DYNAMICS_TYPE, "params": dict(spec.get("params", {}))}
+        )
 
     @property
     def hidden_units(self) -> list[int]:

@@ -112,15 +112,18 @@ def test_unknown_parameter_is_refused() -> None:
         BEAR(n_frames=4)
 
 
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [
-        ("dynamics", object()),
-    ],
-)
-def test_later_features_raise_not_implemented_naming_the_parameter(name: str, value: Any) -> None:
-    with pytest.raises(NotImplementedError, match=name):
-        BEAR(**{name: value})
+def test_every_reference_parameter_is_accepted_without_not_implemented() -> None:
+    for name, value in [
+        ("q_func_type", "fqf"),
+        ("bootstrap", True),
+        ("share_encoder", True),
+        ("augmentation", ["cutout"]),
+        ("scaler", "pixel"),
+        ("dynamics", {"type": "probabilistic_ensemble", "params": {}}),
+    ]:
+        assert BEAR(**{name: value}).get_params()[name] is not None
+    with pytest.raises(ValueError, match="dynamics"):
+        BEAR(dynamics=object())
 
 
 def test_use_gpu_picks_a_cuda_device_or_says_there_is_none() -> None:
