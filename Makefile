@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run    generate the Pendulum dataset, train BEAR, evaluate it, print the returns
+#   make run    start the model server on ./model_store (trains and publishes a demo model first
+#               when the store is empty)
 #   make test   lint and run the whole test suite
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m bear_core demo
+	$(PY) -m service
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,0 +1,1 @@
+"""One router per resource: inference, models, oip (Open Inference Protocol), health, metrics."""

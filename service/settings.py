@@ -1,0 +1,59 @@
+"""Service configuration, read from BEAR_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1 << 20
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BEAR_", extra="ignore")
+
+    store: Path = Field(Path("model_store"), description="model store directory")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated X-API-Key values; model management is refused without one",
+    )
+    require_key_for_inference: bool = False
+    default_model: str | None = Field(
+        None, description="model behind the bare /predict paths (default: the only one served)"
+    )
+    max_batch: int = Field(4096, ge=1, description="most rows in one inference request")
+    max_body_bytes: int = Field(8 * MIB, ge=1024, description="request body limit")
+    max_upload_bytes: int = Field(256 * MIB, ge=1024, description="bundle upload limit")
+    ort_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per graph")
+    offload_rows: int = Field(
+        256, ge=1, description="batches above this many rows run on a worker thread"
+    )
+    batching: bool = Field(False, description="micro-batch concurrent requests per model")
+    batch_max_rows: int = Field(64, ge=1)
+    batch_max_delay_ms: float = Field(0.0, ge=0.0, le=100.0)
+    log_level: str = "INFO"
+    demo: bool = Field(True, description="`python -m service` trains a demo model if none")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_enough(cls, keys: list[str]) -> list[str]:
+        if any(len(key) < 8 for key in keys):
+            raise ValueError("every API key needs at least 8 characters")
+        return keys
+
+    @model_validator(mode="after")
+    def _keys_for_inference(self) -> Settings:
+        if self.require_key_for_inference and not self.api_keys:
+            raise ValueError("require_key_for_inference needs at least one key in api_keys")
+        return self

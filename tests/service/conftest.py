@@ -1,0 +1,56 @@
+"""Fixtures of the serving tests: tiny bundles trained once per session, and a shared server."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bear_core import BEAR
+from bear_core.bundle import load_bundle
+from service.store import ModelStore
+from tests.conftest import TINY, make_dataset
+from tests.service.serving import API_KEY, MODEL, Bundle, Server, fill_store, running_server
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> list[Bundle]:
+    """Two bundles of the same tiny task whose outputs differ (different seeds)."""
+    root = tmp_path_factory.mktemp("bundles")
+    made = []
+    for seed in (0, 1):
+        algo = BEAR(**TINY, seed=seed)
+        with tempfile.TemporaryDirectory() as logdir:
+            algo.fit(
+                make_dataset(), logdir=logdir, verbose=False, show_progress=False, tensorboard=False
+            )
+        path = algo.export_bundle(root / f"seed{seed}")
+        made.append(Bundle(path, load_bundle(path)))
+    return made
+
+
+@pytest.fixture(scope="session")
+def server(bundles: list[Bundle], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server for tests that do not change its store; management needs API_KEY."""
+    store = tmp_path_factory.mktemp("shared") / "store"
+    fill_store(store, bundles)
+    with running_server(store, BEAR_API_KEYS=API_KEY, BEAR_MAX_BATCH="64") as running:
+        yield running
+
+
+@pytest.fixture()
+def fresh_store(bundles: list[Bundle], tmp_path: Path) -> Path:
+    store = tmp_path / "store"
+    fill_store(store, bundles)
+    return store
+
+
+@pytest.fixture()
+def corrupt_version(fresh_store: Path) -> str:
+    """Version 3 of `pendulum` whose policy graph was altered after publishing."""
+    version = ModelStore(fresh_store).publish(MODEL, fresh_store / "models" / MODEL / "1")
+    policy = fresh_store / "models" / MODEL / version / "policy.onnx"
+    policy.write_bytes(policy.read_bytes()[:-16])
+    return version

@@ -1,0 +1,54 @@
+"""`service` never imports torch: the app builds, loads a bundle and answers in a process where
+importing torch fails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from service.store import ModelStore
+from tests.service.serving import MODEL, REPO, Bundle
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+
+    class BlockTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is blocked in this process")
+            return None
+
+    sys.meta_path.insert(0, BlockTorch())
+    from fastapi.testclient import TestClient
+
+    import service.__main__
+    from service.app import create_app
+    from service.settings import Settings
+
+    app = create_app(Settings(store=sys.argv[1]))
+    with TestClient(app) as client:
+        predicted = client.post("/predict", json={"observations": [[0.0] * 5]})
+        version = client.post("/models/pendulum/versions/1/value",
+                              json={"observations": [[0.0] * 5], "actions": [[0.0, 0.0]]})
+    print(json.dumps({
+        "status": [predicted.status_code, version.status_code],
+        "torch": [m for m in sys.modules if m == "torch" or m.startswith("torch.")],
+    }))
+    """
+)
+
+
+def test_service_runs_without_torch(tmp_path: Path, bundles: list[Bundle]) -> None:
+    store = tmp_path / "store"
+    ModelStore(store).publish(MODEL, bundles[0].path, promote=True)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(store)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"status": [200, 200], "torch": []}
