@@ -1,5 +1,7 @@
 """The FastAPI application: `create_app(settings)` builds it; the lifespan opens the model store
-and loads every production model before the first request.
+and loads every production model before the first request, opens the dataset store and the job
+table, starts the job dispatcher (unless BEAR_DISPATCHER=false: then `python -m service.worker`
+runs it) and follows production versions that another process sets in the store.
 
 Run with `python -m service`, or `uvicorn --factory service.app:create_app` (settings from the
 BEAR_* environment).
@@ -7,35 +9,45 @@ BEAR_* environment).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service import __version__
+from service.datasets import DatasetStore
+from service.dispatcher import Dispatcher
 from service.errors import InvalidInput, ServiceError
+from service.jobdb import JobDB
 from service.limits import BodyLimit
 from service.logs import get_logger
 from service.metrics import Metrics
 from service.middleware import RequestContext
 from service.model import Execution
 from service.registry import Registry
-from service.routers import health, inference, metrics, models, oip
+from service.routers import datasets, health, inference, jobs, metrics, models, oip
 from service.settings import Settings
 from service.store import ModelStore
 
 _UPLOAD_PATH = re.compile(r"/models/[^/]+/versions/?")
+_DATASET_PATH = re.compile(r"/datasets/?")
 
 
 class State(TypedDict):
     settings: Settings
     registry: Registry
     metrics: Metrics
+    datasets: DatasetStore
+    jobs: JobDB
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,7 +77,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if not settings.api_keys:
             logger.warning("no API key configured: model management endpoints are disabled")
-        yield {"settings": settings, "registry": registry, "metrics": app_metrics}
+        job_db = JobDB(settings.store).ensure()
+        dispatcher = (
+            Dispatcher(settings, job_db, registry.publish, logger).start()
+            if settings.dispatcher
+            else None
+        )
+        follower = asyncio.create_task(_follow_store(registry, settings.sync_interval_s, logger))
+        try:
+            yield {
+                "settings": settings,
+                "registry": registry,
+                "metrics": app_metrics,
+                "datasets": DatasetStore(settings.store).ensure(),
+                "jobs": job_db,
+            }
+        finally:
+            follower.cancel()
+            if dispatcher is not None:
+                await anyio.to_thread.run_sync(dispatcher.stop)
 
     app = FastAPI(
         title="BEAR policy serving",
@@ -82,15 +112,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inference.router)
     app.include_router(models.router)
     app.include_router(oip.router)
+    app.include_router(datasets.router)
+    app.include_router(jobs.router)
     return app
 
 
+async def _follow_store(registry: Registry, interval_s: float, logger: logging.Logger) -> None:
+    while True:
+        await anyio.sleep(interval_s)
+        try:
+            await anyio.to_thread.run_sync(registry.sync_production)
+        except OSError:
+            logger.exception("reading production versions from the store failed")
+
+
 def _body_limit(settings: Settings) -> Callable[[str, str], int]:
-    """Bundle uploads (POST /models/{name}/versions) may be larger than other requests."""
+    """Bundle uploads (POST /models/{name}/versions) and dataset uploads (POST /datasets) may
+    be larger than other requests."""
 
     def limit_for(method: str, path: str) -> int:
         if method == "POST" and _UPLOAD_PATH.fullmatch(path):
             return settings.max_upload_bytes
+        if method == "POST" and _DATASET_PATH.fullmatch(path):
+            return settings.max_dataset_bytes
         return settings.max_body_bytes
 
     return limit_for

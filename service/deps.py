@@ -1,4 +1,5 @@
-"""Request dependencies: the app's registry and settings, and the model version a path names."""
+"""Request dependencies: the app's registry, settings, datasets and job table, and the model
+version a path names."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import Depends, Path, Request
 
+from service.datasets import DatasetStore
+from service.jobdb import JobDB
 from service.model import ServedModel
 from service.registry import Registry
 from service.settings import Settings
@@ -24,8 +27,18 @@ async def get_settings(request: Request) -> Settings:
     return request.state.settings
 
 
+async def get_datasets(request: Request) -> DatasetStore:
+    return request.state.datasets
+
+
+async def get_jobs(request: Request) -> JobDB:
+    return request.state.jobs
+
+
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatasetsDep = Annotated[DatasetStore, Depends(get_datasets)]
+JobsDep = Annotated[JobDB, Depends(get_jobs)]
 
 
 def _serving(request: Request, served: ServedModel) -> ServedModel:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 from bear_core.bundle import BundleError, load_bundle
 from service.errors import InvalidBundle, NotFound
@@ -39,6 +40,7 @@ class Registry:
         self._production: dict[str, ServedModel] = {}
         self._lock = threading.Lock()
         self.failed: dict[str, str] = {}  # model -> why its production version did not load
+        self._unloadable: set[tuple[str, str]] = set()
         metrics.watch_models(self._loaded_models)
 
     # --- start-up -------------------------------------------------------------------------------
@@ -95,6 +97,14 @@ class Registry:
 
     # --- changes --------------------------------------------------------------------------------
 
+    def publish(self, name: str, bundle_dir: Path, promote: bool = False) -> str:
+        """Publish a bundle directory as the next version of `name` (promoted when asked);
+        returns the version. Blocking: call it from a worker thread."""
+        version = self.store.publish(name, bundle_dir)
+        if promote:
+            self.promote(name, version)
+        return version
+
     def promote(self, name: str, version: str) -> str | None:
         """Make `version` the production version; returns the previous one. Blocking: call it
         from a worker thread."""
@@ -109,6 +119,34 @@ class Registry:
             extra={"model": name, "version": version, "previous": previous and previous.version},
         )
         return previous.version if previous else None
+
+    def sync_production(self) -> None:
+        """Adopt production versions another process set in the store (a separate job worker
+        publishing with promote). A version that fails to load is logged once and skipped; the
+        version in memory keeps serving."""
+        for name in self.store.models():
+            version = self.store.production(name)
+            current = self._production.get(name)
+            if version is None or (current is not None and current.version == version):
+                continue
+            if (name, version) in self._unloadable:
+                continue
+            try:
+                served = self.load(name, version)
+            except (InvalidBundle, NotFound) as exc:
+                self._unloadable.add((name, version))
+                self._log.error(
+                    "production version set in the store does not load",
+                    extra={"model": name, "version": version, "error": exc.message},
+                )
+                continue
+            with self._lock:
+                self._production[name] = served
+                self.failed.pop(name, None)
+            self._log.info(
+                "production version changed in the store",
+                extra={"model": name, "version": version},
+            )
 
     def delete(self, name: str, version: str) -> None:
         """Delete a non-production version from the store and from memory."""

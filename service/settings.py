@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +29,7 @@ class Settings(BaseSettings):
     max_batch: int = Field(4096, ge=1, description="most rows in one inference request")
     max_body_bytes: int = Field(8 * MIB, ge=1024, description="request body limit")
     max_upload_bytes: int = Field(256 * MIB, ge=1024, description="bundle upload limit")
+    max_dataset_bytes: int = Field(1024 * MIB, ge=1024, description="dataset upload limit")
     ort_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per graph")
     offload_rows: int = Field(
         256, ge=1, description="batches above this many rows run on a worker thread"
@@ -36,6 +38,26 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(64, ge=1)
     batch_max_delay_ms: float = Field(0.0, ge=0.0, le=100.0)
     log_level: str = "INFO"
+    dispatcher: bool = Field(
+        True,
+        description="run the training-job dispatcher in this process; false when "
+        "`python -m service.worker` runs it beside the API",
+    )
+    max_concurrent_jobs: int = Field(1, ge=1, description="training jobs run at the same time")
+    job_poll_s: float = Field(0.5, gt=0.0, le=10.0, description="dispatcher poll interval")
+    cancel_grace_s: float = Field(
+        30.0, ge=0.0, description="time a cancelled trainer gets to checkpoint before SIGKILL"
+    )
+    trainer_python: str = Field(
+        sys.executable, description="interpreter that runs `-m bear_core train` and `export`"
+    )
+    trainer_threads: int | None = Field(
+        None, ge=1, description="OMP_NUM_THREADS of each trainer (default: torch's choice)"
+    )
+    allow_gpu: bool = Field(False, description="let POST /train ask for use_gpu")
+    sync_interval_s: float = Field(
+        2.0, gt=0.0, description="how often production pointers changed by another process load"
+    )
     demo: bool = Field(True, description="`python -m service` trains a demo model if none")
 
     @field_validator("api_keys", mode="before")

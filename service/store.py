@@ -120,12 +120,12 @@ class ModelStore:
         try:
             for file in (MANIFEST_FILE, *manifest.files):
                 shutil.copyfile(source / file, staging / file)
-                _fsync(staging / file)
+                fsync_path(staging / file)
             try:
                 load_bundle(staging)
             except BundleError as exc:
                 raise InvalidBundle(f"bundle rejected: {exc}") from None
-            _fsync(staging)
+            fsync_path(staging)
             version = self._rename_into_place(name, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -146,7 +146,7 @@ class ModelStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _fsync(directory)
+        fsync_path(directory)
 
     def delete(self, name: str, version: str) -> None:
         """Remove a version; the production version is refused."""
@@ -158,7 +158,7 @@ class ModelStore:
         self.ensure()
         graveyard = Path(tempfile.mkdtemp(prefix=f"{name}.{version}.", dir=self.tmp_dir))
         os.replace(path, graveyard / "bundle")
-        _fsync(path.parent)
+        fsync_path(path.parent)
         shutil.rmtree(graveyard, ignore_errors=True)
 
     # --- internals ------------------------------------------------------------------------------
@@ -182,11 +182,11 @@ class ModelStore:
                     raise
                 candidate += 1
                 continue
-            _fsync(directory)
+            fsync_path(directory)
             return str(candidate)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -144,10 +144,8 @@ async def publish(
         bundle = await anyio.to_thread.run_sync(
             extract_bundle, archive, work / "bundle", settings.max_upload_bytes
         )
-        version = await anyio.to_thread.run_sync(store.publish, name, bundle)
+        version = await anyio.to_thread.run_sync(registry.publish, name, bundle, promote)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if promote:
-        await anyio.to_thread.run_sync(registry.promote, name, version)
     response.headers["Location"] = f"/models/{name}/versions/{version}"
     return PublishedVersion(name=name, version=version, production=promote)

@@ -1,4 +1,5 @@
-"""Fixtures of the serving tests: tiny bundles trained once per session, and a shared server."""
+"""Fixtures of the serving tests: tiny bundles trained once per session, a shared server, and
+a small real Pendulum dataset file for the job tests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from bear_core import BEAR
 from bear_core.bundle import load_bundle
+from bear_core.dataset import generate_pendulum_dataset
 from service.store import ModelStore
 from tests.conftest import TINY, make_dataset
 from tests.service.serving import API_KEY, MODEL, Bundle, Server, fill_store, running_server
@@ -54,3 +56,11 @@ def corrupt_version(fresh_store: Path) -> str:
     policy = fresh_store / "models" / MODEL / version / "policy.onnx"
     policy.write_bytes(policy.read_bytes()[:-16])
     return version
+
+
+@pytest.fixture(scope="session")
+def pendulum_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 episodes (1000 transitions) of Pendulum-v1 medium data, D4RL format."""
+    path = tmp_path_factory.mktemp("datasets") / "pendulum-medium.h5"
+    generate_pendulum_dataset("medium", n_episodes=5, seed=0).to_hdf5(path)
+    return path

@@ -1,17 +1,19 @@
 """Helpers of the serving tests: real uvicorn servers (`python -m service serve`) on free
-loopback ports over temporary model stores."""
+loopback ports over temporary model stores, and the training-job calls the job tests share."""
 
 from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -20,7 +22,17 @@ from service.store import ModelStore
 
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "test-admin-key-0123"
+ADMIN = {"X-API-Key": API_KEY}
 MODEL = "pendulum"
+# A few seconds of training (torch import included) on 2 cores.
+TINY_PARAMS: dict[str, Any] = {
+    "batch_size": 32,
+    "encoder_params": {"hidden_units": [32, 32]},
+    "n_steps_per_epoch": 5,
+}
+# ~0.1 s per epoch: jobs that run long enough to be cancelled, killed or interrupted.
+LONG_PARAMS: dict[str, Any] = {**TINY_PARAMS, "n_steps_per_epoch": 20}
+TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,70 @@ def running_server(store: Path, **env: str) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def upload_dataset(client: httpx.Client, path: Path) -> dict[str, Any]:
+    response = client.post(
+        "/datasets", files={"file": (path.name, path.read_bytes())}, headers=ADMIN
+    )
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def submit(client: httpx.Client, dataset_id: str, **body: Any) -> dict[str, Any]:
+    response = client.post(
+        "/train", json={"dataset_id": dataset_id, "model_name": "trained", **body}, headers=ADMIN
+    )
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == f"/jobs/{response.json()['id']}"
+    return response.json()
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `condition()` every 0.2 s until it is truthy; its value."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+    return value
+
+
+def wait_for_job(
+    client: httpx.Client,
+    job_id: str,
+    done: Callable[[dict[str, Any]], bool] | None = None,
+    timeout: float = 90.0,
+) -> dict[str, Any]:
+    """Poll GET /jobs/{id} until `done(job)` (default: a terminal state); the job."""
+    reached = done or (lambda job: job["state"] in TERMINAL)
+    last: dict[str, Any] = {}
+
+    def check() -> dict[str, Any] | None:
+        last.update(client.get(f"/jobs/{job_id}").json())
+        return dict(last) if reached(last) else None
+
+    try:
+        return wait_until(check, timeout, f"job {job_id}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen: {last}") from None
+
+
+def trainer_pid(store: Path, job_id: str) -> int:
+    """The pid the dispatcher recorded for the job's running child (its process group)."""
+    with sqlite3.connect(store / "jobs.db") as db:
+        (pid,) = db.execute("SELECT pid FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    assert pid is not None, f"job {job_id} has no running child"
+    return int(pid)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _wait_until_up(server: Server, timeout: float = 30.0) -> None:
