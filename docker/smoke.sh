@@ -102,8 +102,14 @@ done
 [ "$state" = succeeded ] || { log "job ended as '$state'"; curl -fsS "$api/jobs/$job_id/logs" >&2 || true; exit 1; }
 log "job succeeded"
 
-prediction=$(curl -fsS -H "Content-Type: application/json" \
-  -d '{"observations": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.5]]}' "$api/models/smoke/predict")
+# the API picks up the version the worker published within its store-sync interval
+prediction=""
+for _ in $(seq 1 30); do
+  prediction=$(curl -fsS -H "Content-Type: application/json" \
+    -d '{"observations": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.5]]}' "$api/models/smoke/predict") && break
+  sleep 1
+done
+[ -n "$prediction" ] || { log "the API never served model 'smoke'"; exit 1; }
 python3 - "$prediction" <<'PY'
 import json, sys
 reply = json.loads(sys.argv[1])
