@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bear_core import BEAR
@@ -14,7 +15,15 @@ from bear_core.bundle import load_bundle
 from bear_core.dataset import generate_pendulum_dataset
 from service.store import ModelStore
 from tests.conftest import TINY, make_dataset
-from tests.service.serving import API_KEY, MODEL, Bundle, Server, fill_store, running_server
+from tests.service.serving import (
+    API_KEY,
+    MODEL,
+    Bundle,
+    Server,
+    fill_store,
+    running_server,
+    upload_dataset,
+)
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +73,17 @@ def pendulum_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("datasets") / "pendulum-medium.h5"
     generate_pendulum_dataset("medium", n_episodes=5, seed=0).to_hdf5(path)
     return path
+
+
+@pytest.fixture()
+def client(server: Server) -> Iterator[httpx.Client]:
+    """A client of the module's `server` fixture."""
+    with server.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def dataset_id(server: Server, pendulum_h5: Path) -> str:
+    """The Pendulum dataset, uploaded once to the module's server."""
+    with server.client() as client:
+        return upload_dataset(client, pendulum_h5)["id"]

@@ -28,12 +28,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield running
 
 
-@pytest.fixture()
-def client(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
-
-
 def stored(server: Server) -> tuple[list[str], list[str]]:
     """The dataset directories and the staging leftovers in the store."""
     return (

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -28,7 +27,6 @@ from tests.service.serving import (
     running_server,
     submit,
     trainer_pid,
-    upload_dataset,
     wait_for_job,
 )
 
@@ -45,18 +43,6 @@ def server(bundles: list[Bundle], tmp_path_factory: pytest.TempPathFactory) -> I
     env = {"BEAR_API_KEYS": API_KEY, "BEAR_CANCEL_GRACE_S": "20"}
     with running_server(store, **env) as running:
         yield running
-
-
-@pytest.fixture()
-def client(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def dataset_id(server: Server, pendulum_h5: Path) -> str:
-    with server.client() as client:
-        return upload_dataset(client, pendulum_h5)["id"]
 
 
 def serves_the_old_model(client: httpx.Client) -> bool:

@@ -5,7 +5,6 @@ no dispatcher, so jobs stay queued)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +19,6 @@ from tests.service.serving import (
     Server,
     running_server,
     submit,
-    upload_dataset,
 )
 
 pytestmark = pytest.mark.e2e
@@ -31,18 +29,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     store = tmp_path_factory.mktemp("validation") / "store"
     with running_server(store, BEAR_API_KEYS=API_KEY, BEAR_DISPATCHER="false") as running:
         yield running
-
-
-@pytest.fixture()
-def client(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def dataset_id(server: Server, pendulum_h5: Path) -> str:
-    with server.client() as client:
-        return upload_dataset(client, pendulum_h5)["id"]
 
 
 BAD: list[tuple[dict[str, Any], str]] = [
