@@ -30,6 +30,10 @@ else
 fi
 podman image exists docker.io/library/python:3.11-slim \
   || skip "no python:3.11-slim base image and no registry to pull it from"
+case "$MOUNTS" in
+  *:/wheels:*) ;;  # the local CPU torch wheel; the PyTorch CPU index is not reachable here
+  *) skip "no local wheel folder with the CPU torch build (PyPI's torch is the multi-GB CUDA one)" ;;
+esac
 
 # podman on this machine: runc (crun needs cgroup v2) and ulimits within the VM's hard limits
 cat > "$WORK/containers.conf" <<CONF
