@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bear_core.dataset import read_hdf5
 from bear_core.errors import DatasetError
-from service.errors import InvalidInput, NotFound
+from service.errors import InvalidInput, NotFound, check_pattern
 from service.store import fsync_path
 
 ID_PATTERN = r"^[0-9a-f]{16}$"
@@ -59,9 +59,7 @@ class DatasetInfo:
 
 
 def check_id(dataset_id: str) -> str:
-    if not isinstance(dataset_id, str) or not _ID.fullmatch(dataset_id):
-        raise InvalidInput(f"dataset_id {dataset_id!r} must match {ID_PATTERN}")
-    return dataset_id
+    return check_pattern(dataset_id, _ID, f"dataset_id {dataset_id!r} must match {ID_PATTERN}")
 
 
 class DatasetStore:

@@ -3,6 +3,8 @@ message that names the offending field, model or version."""
 
 from __future__ import annotations
 
+import re
+
 
 class ServiceError(Exception):
     status_code = 400
@@ -16,6 +18,14 @@ class InvalidInput(ServiceError):
     """A request's content is malformed (shapes, widths, values, names)."""
 
     status_code = 422
+
+
+def check_pattern(value: object, pattern: re.Pattern[str], message: str) -> str:
+    """`value` when it fully matches `pattern` (names, versions, ids that become paths), else
+    InvalidInput with `message`."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidInput(message)
+    return value
 
 
 class InvalidBundle(ServiceError):

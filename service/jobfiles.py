@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.errors import InvalidInput
+from service.errors import check_pattern
 from service.jobdb import Progress
 
 ID_PATTERN = r"^[0-9a-f]{16}$"
@@ -28,9 +28,7 @@ _ID = re.compile(ID_PATTERN)
 
 
 def check_job_id(job_id: str) -> str:
-    if not _ID.fullmatch(job_id):
-        raise InvalidInput(f"job id {job_id!r} must match {ID_PATTERN}")
-    return job_id
+    return check_pattern(job_id, _ID, f"job id {job_id!r} must match {ID_PATTERN}")
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,11 @@ class ErrorResponse(Response):
     error: str
 
 
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` documenting these status codes with the error body."""
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
 # --- datasets and training jobs -----------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bear_core.bundle import MANIFEST_FILE, BundleError, Manifest, load_bundle, read_manifest
-from service.errors import Conflict, InvalidBundle, InvalidInput, NotFound
+from service.errors import Conflict, InvalidBundle, NotFound, check_pattern
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 VERSION_PATTERN = r"^[1-9][0-9]{0,8}$"
@@ -34,15 +34,13 @@ _VERSION = re.compile(VERSION_PATTERN)
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidInput(f"name {name!r} must match {NAME_PATTERN}")
-    return name
+    return check_pattern(name, _NAME, f"name {name!r} must match {NAME_PATTERN}")
 
 
 def check_version(version: str) -> str:
-    if not isinstance(version, str) or not _VERSION.fullmatch(version):
-        raise InvalidInput(f"version {version!r} must be a positive integer like '1'")
-    return version
+    return check_pattern(
+        version, _VERSION, f"version {version!r} must be a positive integer like '1'"
+    )
 
 
 @dataclass(frozen=True)

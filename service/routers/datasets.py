@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Request, Response, status
@@ -13,12 +13,10 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 from service.datasets import ID_PATTERN, DatasetInfo
 from service.deps import DatasetsDep, JobsDep
 from service.multipart import receive_file
-from service.schemas import DatasetList, DatasetResponse, ErrorResponse
+from service.schemas import DatasetList, DatasetResponse, error_responses
 from service.security import require_admin_key
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 422)
-}
+ERRORS = error_responses(401, 403, 404, 409, 413, 422)
 FILE_FIELD = "file"
 
 DatasetId = Annotated[str, Path(pattern=ID_PATTERN, description="dataset id")]

@@ -13,17 +13,15 @@ from service.deps import SettingsDep, default_model, model_version, named_model
 from service.model import ServedModel
 from service.schemas import (
     ActionsResponse,
-    ErrorResponse,
     PredictRequest,
     SampleActionRequest,
     ValueRequest,
     ValueResponse,
+    error_responses,
 )
 from service.security import require_inference_key
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 413, 422)
-}
+ERRORS = error_responses(401, 403, 404, 413, 422)
 
 router = APIRouter(tags=["inference"], dependencies=[Depends(require_inference_key)])
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pathlib
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Response, status
@@ -15,20 +15,18 @@ from service.deps import DatasetsDep, JobsDep, SettingsDep
 from service.jobdb import Job, JobSpec, JobState
 from service.jobfiles import ID_PATTERN, JobFiles
 from service.schemas import (
-    ErrorResponse,
     JobList,
     JobLog,
     JobMetrics,
     JobResponse,
     MetricSeries,
     TrainRequest,
+    error_responses,
 )
 from service.security import require_admin_key
 from service.training import training_params
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)
-}
+ERRORS = error_responses(401, 403, 404, 409, 422)
 MAX_LOG_CHUNK = 1 << 20
 TERMINAL: tuple[JobState, ...] = ("succeeded", "failed", "cancelled")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -15,7 +14,6 @@ from service.deps import NameParam, RegistryDep, SettingsDep, VersionParam
 from service.errors import InvalidBundle, ServiceError
 from service.registry import Registry
 from service.schemas import (
-    ErrorResponse,
     ManifestSummary,
     ModelDetail,
     ModelList,
@@ -23,13 +21,12 @@ from service.schemas import (
     PromotedVersion,
     PublishedVersion,
     VersionDetail,
+    error_responses,
 )
 from service.security import require_admin_key
 from service.upload import extract_bundle, save_stream
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 422)
-}
+ERRORS = error_responses(401, 403, 404, 409, 413, 422)
 
 router = APIRouter(prefix="/models", tags=["models"], responses=ERRORS)
 

@@ -19,7 +19,6 @@ from service.deps import RegistryDep, SettingsDep, model_version, named_model
 from service.errors import InvalidInput
 from service.model import ServedModel
 from service.schemas import (
-    ErrorResponse,
     InferInput,
     InferOutput,
     InferRequest,
@@ -28,15 +27,14 @@ from service.schemas import (
     ModelReadiness,
     ServerMetadata,
     TensorMetadata,
+    error_responses,
 )
 from service.security import require_inference_key
 
 PLATFORM = "onnx_onnxv1"
 ACCEPTED_DATATYPES = ("FP32", "FP64")
 OUTPUTS = ("actions", "sampled_actions", "q_values", "values", "stds")
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413)
-}
+ERRORS = error_responses(400, 401, 403, 404, 413)
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"], responses=ERRORS)
 
