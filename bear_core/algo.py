@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -408,6 +408,3 @@ def metrics_to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
         return {}
     values = torch.stack([v.float() for v in metrics.values()]).tolist()
     return dict(zip(metrics, values, strict=True))
-
-
-ScorerFn = Callable[[BEAR, Sequence[Any]], float]

@@ -23,6 +23,9 @@ SCALERS = ("pixel", "min_max", "standard")
 DYNAMICS_TYPE = "probabilistic_ensemble"
 ACTION_SCALERS = ("min_max",)
 Q_FUNC_TYPES = ("mean", "qr", "iqn", "fqf")
+DEFAULT_HIDDEN_UNITS = (256, 256)  # vector encoders
+DEFAULT_FILTERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))  # pixel: (out_channels, kernel, stride)
+DEFAULT_FEATURE_SIZE = 512  # pixel: size of the linear layer after the convolutions
 VECTOR_ENCODER_KEYS = frozenset({"hidden_units", "activation"})
 PIXEL_ENCODER_KEYS = frozenset({"filters", "feature_size"})
 ACTIVATIONS = ("relu", "tanh", "swish")
@@ -153,13 +156,13 @@ class BEARConfig:
         unknown = set(params) - VECTOR_ENCODER_KEYS - PIXEL_ENCODER_KEYS
         if unknown:
             raise ValueError(f"encoder_params has unknown keys {sorted(unknown)}")
-        units = params.get("hidden_units", [256, 256])
+        units = params.get("hidden_units", DEFAULT_HIDDEN_UNITS)
         if not _positive_ints(units):
             raise ValueError(
                 f"encoder_params['hidden_units'] must be a non-empty list of positive ints, "
                 f"got {units!r}"
             )
-        filters = params.get("filters", [[32, 8, 4], [64, 4, 2], [64, 3, 1]])
+        filters = params.get("filters", DEFAULT_FILTERS)
         if (
             not isinstance(filters, list | tuple)
             or not filters
@@ -171,7 +174,7 @@ class BEARConfig:
                 "encoder_params['filters'] must be a non-empty list of "
                 f"(out_channels, kernel_size, stride) positive ints, got {filters!r}"
             )
-        feature_size = params.get("feature_size", 512)
+        feature_size = params.get("feature_size", DEFAULT_FEATURE_SIZE)
         if not _positive_ints([feature_size]):
             raise ValueError(
                 f"encoder_params['feature_size'] must be a positive int, got {feature_size!r}"
@@ -211,14 +214,6 @@ class BEARConfig:
         object.__setattr__(
             self, "dynamics", {"type": DYNAMICS_TYPE, "params": dict(spec.get("params", {}))}
         )
-
-    @property
-    def hidden_units(self) -> list[int]:
-        return list(self.encoder_params["hidden_units"])
-
-    @property
-    def activation(self) -> str:
-        return str(self.encoder_params.get("activation", "relu"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able parameters (what get_params and params.json hold)."""

@@ -15,11 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bear_core.config import DEFAULT_FEATURE_SIZE, DEFAULT_FILTERS, DEFAULT_HIDDEN_UNITS
 from bear_core.networks import Activation, EnsembleBatchNorm, EnsembleLinear, activate, mlp
-
-DEFAULT_HIDDEN_UNITS = [256, 256]
-DEFAULT_FILTERS = [(32, 8, 4), (64, 4, 2), (64, 3, 1)]  # (out_channels, kernel, stride)
-DEFAULT_FEATURE_SIZE = 512
 
 
 @dataclass(frozen=True)
