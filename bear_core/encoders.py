@@ -3,7 +3,7 @@ stack for pixel observations [C, H, W] (stacked frames are channels), each optio
 extra input (an action, a latent code) that joins after the observation features.
 
 `build_encoder` makes one network; `build_ensemble_encoder` makes K of them evaluated together
-(batched matmuls for vectors, grouped convolutions for pixels), returning [K, M, out_size].
+(ensemble layers for vectors, grouped convolutions for pixels), returning [K, M, out_size].
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from bear_core.config import DEFAULT_FEATURE_SIZE, DEFAULT_FILTERS, DEFAULT_HIDDEN_UNITS
+from bear_core.linear import Linear
 from bear_core.networks import Activation, EnsembleBatchNorm, EnsembleLinear, activate, mlp
 
 
@@ -91,7 +92,7 @@ class PixelEncoder(nn.Module):
     def __init__(self, spec: EncoderSpec, extra_size: int = 0) -> None:
         super().__init__()
         self.convs, flat = conv_stack(spec)
-        self.fc = nn.Linear(flat + extra_size, spec.feature_size)
+        self.fc = Linear(flat + extra_size, spec.feature_size)
         self.activation = spec.activation
         self.norm = nn.BatchNorm1d(spec.feature_size) if spec.use_batch_norm else nn.Identity()
 
@@ -103,7 +104,7 @@ class PixelEncoder(nn.Module):
 
 
 class EnsembleVectorEncoder(nn.Module):
-    """K separate MLPs on [s, extra] as batched matmuls: -> [K, M, H]."""
+    """K separate MLPs on [s, extra] as ensemble layers (see bear_core.linear): -> [K, M, H]."""
 
     def __init__(self, n: int, spec: EncoderSpec, extra_size: int = 0) -> None:
         super().__init__()
@@ -116,10 +117,11 @@ class EnsembleVectorEncoder(nn.Module):
         )
 
     def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        x = obs if extra is None else torch.cat([obs, extra], dim=-1)
-        h = x.unsqueeze(0).expand(self.n, -1, -1).contiguous()
+        h = obs if extra is None else torch.cat([obs, extra], dim=-1)  # shared by all members
+        fused = self.activation == "relu"
         for linear, norm in zip(self.layers, self.norms, strict=True):
-            h = norm(activate(linear(h), self.activation))
+            h = linear(h, relu=True) if fused else activate(linear(h), self.activation)
+            h = norm(h)
         return h
 
 

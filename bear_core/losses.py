@@ -48,15 +48,17 @@ def kernel(x: torch.Tensor, y: torch.Tensor, kind: str, sigma: float) -> torch.T
 
 
 def mmd(policy: torch.Tensor, behaviour: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
-    """MMD(pi_phi, pi_beta) per state from n samples of each, [B, n, A] -> [B].
+    """MMD(pi_phi, pi_beta) per state from n samples p of one and m samples b of the other,
+    [B, n, A], [B, m, A] -> [B].
 
     MMD^2 = mean k(p, p') + mean k(b, b') - 2 mean k(p, b)
+          = sum_ij w_i w_j k(z_i, z_j)  over the joint samples z = [p; b],
+            w = (1/n, ..., 1/n, -1/m, ..., -1/m): one kernel matrix instead of three.
     """
-    mmd2 = (
-        kernel(policy, policy, kind, sigma).mean(dim=(1, 2))
-        + kernel(behaviour, behaviour, kind, sigma).mean(dim=(1, 2))
-        - 2.0 * kernel(policy, behaviour, kind, sigma).mean(dim=(1, 2))
-    )
+    n, m = policy.shape[1], behaviour.shape[1]
+    z = torch.cat([policy, behaviour], dim=1)  # [B, n + m, A]
+    w = torch.cat([z.new_full((n,), 1.0 / n), z.new_full((m,), -1.0 / m)])
+    mmd2 = (kernel(z, z, kind, sigma) * torch.outer(w, w)).sum(dim=(1, 2))
     return (mmd2 + 1e-6).sqrt()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -180,9 +181,15 @@ class BEARModules:
 
     @torch.no_grad()
     def update_targets(self, tau: float) -> None:
+        torch._foreach_lerp_(self._target_pairs[1], self._target_pairs[0], tau)
+
+    @functools.cached_property
+    def _target_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every floating-point tensor of the critics (parameters and buffers, such as batch
+        norm statistics) and its counterpart in the target critics."""
         online = [t for t in self.critics.state_dict().values() if t.is_floating_point()]
         target = [t for t in self.target_critics.state_dict().values() if t.is_floating_point()]
-        torch._foreach_lerp_(target, online, tau)
+        return online, target
 
     def _networks(self) -> list[nn.Module]:
         return [self.policy, self.imitator, self.critics]

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bear_core.linear import Linear, ensemble_linear
+
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # policy and regressor log-std clamp (SAC)
 VAE_LOG_STD_MIN, VAE_LOG_STD_MAX = -4.0, 15.0  # VAE encoder log-std clamp (paper code)
 VAE_LATENT_CLIP = 0.5  # decoder samples z ~ N(0, I) clipped to [-0.5, 0.5] (paper code)
@@ -34,7 +36,7 @@ def mlp(
     """Linear -> activation (-> BatchNorm) for every hidden layer; output size hidden_units[-1]."""
     layers: list[nn.Module] = []
     for units in hidden_units:
-        layers += [nn.Linear(in_size, units), Activation(activation)]
+        layers += [Linear(in_size, units), Activation(activation)]
         if use_batch_norm:
             layers.append(nn.BatchNorm1d(units))
         in_size = units
@@ -47,8 +49,8 @@ class SquashedGaussianPolicy(nn.Module):
     def __init__(self, encoder: nn.Module, feature_size: int, action_size: int) -> None:
         super().__init__()
         self.encoder = encoder
-        self.mu = nn.Linear(feature_size, action_size)
-        self.log_std = nn.Linear(feature_size, action_size)
+        self.mu = Linear(feature_size, action_size)
+        self.log_std = Linear(feature_size, action_size)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(obs)
@@ -79,8 +81,8 @@ class RegressorImitator(nn.Module):
         super().__init__()
         self.action_size = action_size
         self.encoder = encoder
-        self.mu = nn.Linear(feature_size, action_size)
-        self.log_std = nn.Linear(feature_size, action_size)
+        self.mu = Linear(feature_size, action_size)
+        self.log_std = Linear(feature_size, action_size)
 
     def _dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(obs)
@@ -114,10 +116,10 @@ class VAEImitator(nn.Module):
         self.latent_size = 2 * action_size
         self.kl_weight = kl_weight
         self.encoder = encoder
-        self.latent_mu = nn.Linear(feature_size, self.latent_size)
-        self.latent_log_std = nn.Linear(feature_size, self.latent_size)
+        self.latent_mu = Linear(feature_size, self.latent_size)
+        self.latent_log_std = Linear(feature_size, self.latent_size)
         self.decoder = decoder
-        self.decoder_out = nn.Linear(feature_size, action_size)
+        self.decoder_out = Linear(feature_size, action_size)
 
     def loss(self, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """||tanh(D(s, z)) - a||^2 + w * KL(q(z|s,a) || N(0, I)); noise [B, latent]."""
@@ -142,7 +144,7 @@ class VAEImitator(nn.Module):
 
 
 class EnsembleLinear(nn.Module):
-    """K independent linear layers run as one batched matmul: [K, M, in] -> [K, M, out]."""
+    """K independent linear layers: [K, M, in] (or one [M, in] for all) -> [K, M, out]."""
 
     def __init__(self, n: int, in_size: int, out_size: int) -> None:
         super().__init__()
@@ -152,8 +154,9 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
+        """x W + b, followed by ReLU when `relu` (fused into the product where possible)."""
+        return ensemble_linear(x, self.weight, self.bias, relu)
 
 
 class EnsembleBatchNorm(nn.Module):

@@ -215,3 +215,16 @@ def test_targets_follow_polyak_averaging() -> None:
     algo.update(0, 0, random_batch())
     expected = 0.75 * before + 0.25 * flat(m.critics)
     torch.testing.assert_close(flat(m.target_critics), expected)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "laplacian"])
+def test_mmd_equals_its_three_kernel_definition(kind: str) -> None:
+    """The joint-sample form equals mean k(p, p') + mean k(b, b') - 2 mean k(p, b), n != m."""
+    torch.manual_seed(0)
+    p, b = torch.randn(5, 4, 3, dtype=torch.float64), torch.randn(5, 6, 3, dtype=torch.float64)
+    mmd2 = (
+        kernel(p, p, kind, 2.0).mean(dim=(1, 2))
+        + kernel(b, b, kind, 2.0).mean(dim=(1, 2))
+        - 2 * kernel(p, b, kind, 2.0).mean(dim=(1, 2))
+    )
+    torch.testing.assert_close(mmd(p, b, kind, 2.0), (mmd2 + 1e-6).sqrt())
