@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from bear_core.config import DEFAULT_FEATURE_SIZE, DEFAULT_FILTERS, DEFAULT_HIDDEN_UNITS
-from bear_core.linear import Linear
+from bear_core.linear import Linear, linear
 from bear_core.networks import Activation, EnsembleBatchNorm, EnsembleLinear, activate, mlp
 
 
@@ -58,9 +58,15 @@ class VectorEncoder(nn.Module):
         super().__init__()
         in_size = spec.observation_shape[0] + extra_size
         self.mlp = mlp(in_size, list(spec.hidden_units), spec.activation, spec.use_batch_norm)
+        self.fused = spec.activation == "relu" and not spec.use_batch_norm
 
     def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        return self.mlp(obs if extra is None else torch.cat([obs, extra], dim=-1))
+        h = obs if extra is None else torch.cat([obs, extra], dim=-1)
+        if not self.fused:
+            return self.mlp(h)
+        for layer in self.mlp[::2]:  # Linear, ReLU, Linear, ReLU, ...: ReLU fused into Linear
+            h = linear(h, layer.weight, layer.bias, relu=True)
+        return h
 
 
 def conv_stack(spec: EncoderSpec, groups: int = 1) -> tuple[nn.Sequential, int]:
@@ -119,8 +125,8 @@ class EnsembleVectorEncoder(nn.Module):
     def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         h = obs if extra is None else torch.cat([obs, extra], dim=-1)  # shared by all members
         fused = self.activation == "relu"
-        for linear, norm in zip(self.layers, self.norms, strict=True):
-            h = linear(h, relu=True) if fused else activate(linear(h), self.activation)
+        for layer, norm in zip(self.layers, self.norms, strict=True):
+            h = layer(h, relu=True) if fused else activate(layer(h), self.activation)
             h = norm(h)
         return h
 

@@ -85,19 +85,22 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
 class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool
     ) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        return _gemm(x, weight, bias)
+        y = _gemm(x, weight, bias, relu)
+        ctx.save_for_backward(x, weight, y if relu else None)
+        return y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad
+        x, weight, y = ctx.saved_tensors
+        need_x, need_w, need_b, _ = ctx.needs_input_grad
+        if y is not None:
+            grad = torch.ops.aten.threshold_backward(grad, y, 0)  # ReLU: g 1[y > 0]
         grad_x = _gemm(grad, weight.t()) if need_x else None  # g W
         grad_w = _gemm(_rows(grad).t(), _rows(x).t()) if need_w else None  # g^T x
         grad_b = _rows(grad).sum(dim=0) if need_b else None
-        return grad_x, grad_w, grad_b
+        return grad_x, grad_w, grad_b, None
 
 
 def _member_inputs(x: torch.Tensor, n: int) -> list[torch.Tensor]:
@@ -143,13 +146,17 @@ def _needs_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """F.linear: x [..., in], weight [out, in], bias [out] -> [..., out]."""
+def linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False
+) -> torch.Tensor:
+    """F.linear: x [..., in], weight [out, in], bias [out] -> [..., out], followed by ReLU when
+    `relu`."""
     if not (_cpu_kernels(x) and _onednn_pays(x, weight)):
-        return F.linear(x, weight, bias)
+        y = F.linear(x, weight, bias)
+        return torch.relu(y) if relu else y
     if _needs_grad(x, weight, bias):
-        return _Linear.apply(x, weight, bias)
-    return _gemm(x, weight, bias)
+        return _Linear.apply(x, weight, bias, relu)
+    return _gemm(x, weight, bias, relu)
 
 
 def ensemble_linear(

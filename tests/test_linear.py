@@ -45,14 +45,15 @@ def test_ensemble_linear_matches_baddbmm(
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5 * float(e.abs().max()))
 
 
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
 @pytest.mark.parametrize("shape", [(256, 64), (4, 32, 64), (3, 64)])
-def test_linear_matches_f_linear(shape: tuple[int, ...]) -> None:
+def test_linear_matches_f_linear(shape: tuple[int, ...], relu: bool) -> None:
     torch.manual_seed(0)
     x = torch.randn(shape, requires_grad=True)
     layer = Linear(64, 48)
 
     def run() -> torch.Tensor:
-        return layer(x)
+        return linear(x, layer.weight, layer.bias, relu)
 
     got = _outputs_and_grads(run, [x, layer.weight, layer.bias], portable=False)
     want = _outputs_and_grads(run, [x, layer.weight, layer.bias], portable=True)
@@ -69,9 +70,9 @@ def test_backward_formulas_pass_gradcheck() -> None:
     b = torch.randn(2, 1, 4, dtype=torch.float64, requires_grad=True)
     w2 = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
     b2 = torch.randn(4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(fast._Linear.apply, (x, w2, b2))
-    for inputs in (x, xs):
-        for relu in (False, True):
+    for relu in (False, True):
+        assert torch.autograd.gradcheck(fast._Linear.apply, (x, w2, b2, relu))
+        for inputs in (x, xs):
             assert torch.autograd.gradcheck(fast._EnsembleLinear.apply, (inputs, w, b, relu))
 
 
