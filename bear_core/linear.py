@@ -82,21 +82,31 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, t.shape[-1])
 
 
+def _save(ctx: Any, x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, relu: bool) -> None:
+    ctx.save_for_backward(x, weight, y if relu else None)
+
+
+def _saved(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x, weight, gradient before the activation) from what `_save` kept."""
+    x, weight, y = ctx.saved_tensors
+    if y is not None:
+        grad = torch.ops.aten.threshold_backward(grad, y, 0)  # ReLU: g 1[y > 0]
+    return x, weight, grad
+
+
 class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool
     ) -> torch.Tensor:
         y = _gemm(x, weight, bias, relu)
-        ctx.save_for_backward(x, weight, y if relu else None)
+        _save(ctx, x, weight, y, relu)
         return y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight, y = ctx.saved_tensors
+        x, weight, grad = _saved(ctx, grad)
         need_x, need_w, need_b, _ = ctx.needs_input_grad
-        if y is not None:
-            grad = torch.ops.aten.threshold_backward(grad, y, 0)  # ReLU: g 1[y > 0]
         grad_x = _gemm(grad, weight.t()) if need_x else None  # g W
         grad_w = _gemm(_rows(grad).t(), _rows(x).t()) if need_w else None  # g^T x
         grad_b = _rows(grad).sum(dim=0) if need_b else None
@@ -121,15 +131,13 @@ class _EnsembleLinear(torch.autograd.Function):
         ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, relu: bool
     ) -> torch.Tensor:
         y = _ensemble_gemm(x, weight, bias, relu)
-        ctx.save_for_backward(x, weight, y if relu else None)
+        _save(ctx, x, weight, y, relu)
         return y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight, y = ctx.saved_tensors
+        x, weight, grad = _saved(ctx, grad)
         need_x, need_w, need_b, _ = ctx.needs_input_grad
-        if y is not None:
-            grad = torch.ops.aten.threshold_backward(grad, y, 0)  # ReLU: g 1[y > 0]
         grad_x = grad_w = grad_b = None
         if need_x:
             grads_x = [_gemm(g, w) for g, w in zip(grad, weight, strict=True)]  # g_k W_k
