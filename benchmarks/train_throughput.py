@@ -8,10 +8,12 @@ is not.
 
 d3rlpy is a benchmark-only tool and never a project dependency: its half runs in a separate
 interpreter (by default `.bench-venv/bin/python`, made with
-`python3 -m venv .bench-venv && .bench-venv/bin/pip install torch==2.13.0 d3rlpy==2.8.1`) through
-`--d3rlpy-only`. Without that interpreter the JSON says so and reports our half alone.
+`python3 -m venv .bench-venv && .bench-venv/bin/pip install torch==2.13.0 d3rlpy==2.8.1`) as a
+worker process. The two sides take turns, one timed block each, so that both see the same
+machine conditions; `speedup` is the median of the per-round ratios. Without that interpreter
+the JSON says so and reports our half alone.
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 300] [--set imitator_type=vae]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 200] [--set imitator_type=vae]
 
 Prints exactly one JSON line on stdout; diagnostics go to stderr.
 """
@@ -79,24 +81,20 @@ def random_batches(n: int, batch_size: int, seed: int) -> list[RandomBatch]:
     ]
 
 
-def time_updates(
-    update: Callable[[int], object], warmup: int, steps: int, repeats: int
-) -> dict[str, Any]:
-    """Run `warmup` untimed updates, then `repeats` timed blocks of `steps` updates each.
+class BlockTimer:
+    """Times blocks of consecutive updates; `update(i)` performs gradient step number i."""
 
-    `update(i)` performs gradient step number i. Reports the median rate over the blocks."""
-    step = 0
-    for _ in range(warmup):
-        update(step)
-        step += 1
-    rates = []
-    for _ in range(repeats):
+    def __init__(self, update: Callable[[int], object]) -> None:
+        self.update = update
+        self.step = 0
+
+    def run(self, n: int) -> float:
+        """Perform n updates; returns their rate in updates per second."""
         start = time.perf_counter()
-        for _ in range(steps):
-            update(step)
-            step += 1
-        rates.append(steps / (time.perf_counter() - start))
-    return {"updates_per_s": statistics.median(rates), "block_rates": rates}
+        for _ in range(n):
+            self.update(self.step)
+            self.step += 1
+        return n / (time.perf_counter() - start)
 
 
 def jsonable(value: Any) -> Any:
@@ -133,9 +131,8 @@ def log(message: str) -> None:
 # --- our BEAR -----------------------------------------------------------------------------------
 
 
-def measure_ours(
-    overrides: dict[str, Any], warmup: int, steps: int, repeats: int
-) -> dict[str, Any]:
+def build_ours(overrides: dict[str, Any]) -> tuple[BlockTimer, Callable[[], dict[str, Any]]]:
+    """Our BEAR on prebuilt batches: its block timer and a function describing the run."""
     import torch
 
     torch.set_num_threads(THREADS)
@@ -165,21 +162,21 @@ def measure_ours(
         nonlocal metrics
         metrics = bear.update(0, step, batches[step % len(batches)])
 
-    log(f"ours: {warmup} warm-up + {repeats} x {steps} timed updates")
-    result = time_updates(update, warmup, steps, repeats)
-    return {
-        "torch": torch.__version__,
-        "python": sys.executable,
-        "config": jsonable(bear.config.to_dict()),
-        "metric_names": sorted(metrics),
-        **result,
-    }
+    def describe() -> dict[str, Any]:
+        return {
+            "torch": torch.__version__,
+            "python": sys.executable,
+            "config": jsonable(bear.config.to_dict()),
+            "metric_names": sorted(metrics),
+        }
+
+    return BlockTimer(update), describe
 
 
 # --- d3rlpy's BEAR (runs under the benchmark interpreter) ---------------------------------------
 
 
-def measure_d3rlpy(warmup: int, steps: int, repeats: int) -> dict[str, Any]:
+def build_d3rlpy() -> tuple[BlockTimer, Callable[[], dict[str, Any]]]:
     import d3rlpy
     import torch
     from d3rlpy.models.encoders import VectorEncoderFactory
@@ -216,16 +213,62 @@ def measure_d3rlpy(warmup: int, steps: int, repeats: int) -> dict[str, Any]:
         nonlocal metrics
         metrics = algo.update(batches[step % len(batches)])
 
-    log(f"d3rlpy: {warmup} warm-up + {repeats} x {steps} timed updates")
-    result = time_updates(update, warmup, steps, repeats)
-    return {
-        "version": d3rlpy.__version__,
-        "torch": torch.__version__,
-        "python": sys.executable,
-        "config": describe_d3rlpy_config(config),
-        "metric_names": sorted(metrics),
-        **result,
-    }
+    def describe() -> dict[str, Any]:
+        return {
+            "version": d3rlpy.__version__,
+            "torch": torch.__version__,
+            "python": sys.executable,
+            "config": describe_d3rlpy_config(config),
+            "metric_names": sorted(metrics),
+        }
+
+    return BlockTimer(update), describe
+
+
+def serve_d3rlpy_worker(result_stream: TextIO) -> None:
+    """Worker loop: each stdin line "run N" times N updates and answers {"rate": ...};
+    "describe" answers the run's description; end of input stops."""
+    timer, describe = build_d3rlpy()
+    result_stream.write(json.dumps({"ready": True}) + "\n")
+    result_stream.flush()
+    for line in sys.stdin:
+        command, _, arg = line.strip().partition(" ")
+        answer = {"rate": timer.run(int(arg))} if command == "run" else describe()
+        result_stream.write(json.dumps(answer) + "\n")
+        result_stream.flush()
+
+
+class D3rlpyWorker:
+    """d3rlpy's BEAR in its own interpreter, driven block by block."""
+
+    def __init__(self, python: Path) -> None:
+        command = [str(python), str(Path(__file__).resolve()), "--d3rlpy-worker"]
+        log("d3rlpy: " + " ".join(command))
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
+        )
+        self._answer()  # {"ready": true} once d3rlpy is built
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"d3rlpy worker exited with status {self.process.wait()}")
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self._answer()
+
+    def run(self, n: int) -> float:
+        return float(self.ask(f"run {n}")["rate"])
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def describe_d3rlpy_config(config: Any) -> dict[str, Any]:
@@ -242,34 +285,6 @@ def describe_dataclass(value: Any) -> Any:
         "type": type(value).__name__,
         **{f.name: describe_dataclass(getattr(value, f.name)) for f in dataclasses.fields(value)},
     }
-
-
-def run_d3rlpy_subprocess(
-    python: Path, warmup: int, steps: int, repeats: int
-) -> tuple[dict[str, Any] | None, str | None]:
-    """Measure d3rlpy in its own interpreter; returns (result, reason it was not measured)."""
-    command = [
-        str(python),
-        str(Path(__file__).resolve()),
-        "--d3rlpy-only",
-        "--warmup",
-        str(warmup),
-        "--steps",
-        str(steps),
-        "--repeats",
-        str(repeats),
-    ]
-    log("d3rlpy: " + " ".join(command))
-    completed = subprocess.run(
-        command, stdout=subprocess.PIPE, stderr=None, text=True, cwd=REPO_ROOT, check=False
-    )
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
-    if completed.returncode != 0 or not lines:
-        return None, f"{python} --d3rlpy-only exited with status {completed.returncode}"
-    result = json.loads(lines[-1])
-    if "error" in result:
-        return None, str(result["error"])
-    return result, None
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -291,9 +306,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=300, help="timed updates per block")
+    parser.add_argument("--steps", type=int, default=200, help="timed updates per block")
     parser.add_argument("--warmup", type=int, default=30, help="untimed updates first")
-    parser.add_argument("--repeats", type=int, default=3, help="timed blocks (median reported)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="rounds of one timed block per side (medians)"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -310,7 +327,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-d3rlpy", action="store_true", help="measure our BEAR only")
     parser.add_argument("--skip-ours", action="store_true", help="measure d3rlpy only")
-    parser.add_argument("--d3rlpy-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--d3rlpy-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for name in ("steps", "repeats"):
         if getattr(args, name) < 1:
@@ -340,19 +357,19 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "d3rlpy_updates_per_s": None,
         "speedup": None,
     }
+    # name -> (run n updates -> rate, describe the run)
+    sides: dict[str, tuple[Callable[[int], float], Callable[[], dict[str, Any]]]] = {}
+    worker: D3rlpyWorker | None = None
 
     if args.skip_ours:
         report["ours_not_measured"] = "--skip-ours"
     else:
         try:
-            ours = measure_ours(overrides, args.warmup, args.steps, args.repeats)
+            timer, describe = build_ours(overrides)
+            sides["ours"] = (timer.run, describe)
         except Exception as exc:
             log(traceback.format_exc())
             report["ours_not_measured"] = f"{type(exc).__name__}: {exc}"
-        else:
-            report["ours_updates_per_s"] = ours.pop("updates_per_s")
-            report["ours_block_rates"] = ours.pop("block_rates")
-            report.update({f"ours_{k}": v for k, v in ours.items()})
 
     python = args.d3rlpy_python or DEFAULT_D3RLPY_PYTHON
     if args.skip_d3rlpy:
@@ -363,17 +380,36 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "`pip install torch==2.13.0 d3rlpy==2.8.1` or pass --d3rlpy-python)"
         )
     else:
-        theirs, reason = run_d3rlpy_subprocess(python, args.warmup, args.steps, args.repeats)
-        if theirs is None:
-            report["d3rlpy_not_measured"] = reason
-        else:
-            report["d3rlpy_updates_per_s"] = theirs.pop("updates_per_s")
-            report["d3rlpy_block_rates"] = theirs.pop("block_rates")
-            report.update({f"d3rlpy_{k}": v for k, v in theirs.items()})
+        try:
+            worker = D3rlpyWorker(python)
+            sides["d3rlpy"] = (worker.run, lambda: worker.ask("describe"))
+        except Exception as exc:
+            log(traceback.format_exc())
+            report["d3rlpy_not_measured"] = f"{type(exc).__name__}: {exc}"
+
+    try:
+        rates: dict[str, list[float]] = {name: [] for name in sides}
+        for name, (run, _) in sides.items():
+            log(f"{name}: {args.warmup} warm-up updates")
+            if args.warmup:
+                run(args.warmup)
+        for round_ in range(args.repeats):  # the sides take turns, one block each
+            for name, (run, _) in sides.items():
+                rates[name].append(run(args.steps))
+            log(f"round {round_ + 1}: " + ", ".join(f"{n} {r[-1]:.1f}/s" for n, r in rates.items()))
+        for name, (_, describe) in sides.items():
+            report[f"{name}_updates_per_s"] = statistics.median(rates[name])
+            report[f"{name}_block_rates"] = rates[name]
+            report.update({f"{name}_{k}": v for k, v in describe().items()})
+    finally:
+        if worker is not None:
+            worker.close()
 
     report["workload"] = summarize_workload(report)
-    if report["ours_updates_per_s"] and report["d3rlpy_updates_per_s"]:
-        report["speedup"] = report["ours_updates_per_s"] / report["d3rlpy_updates_per_s"]
+    if len(sides) == 2:
+        ratios = [o / d for o, d in zip(rates["ours"], rates["d3rlpy"], strict=True)]
+        report["round_speedups"] = ratios
+        report["speedup"] = statistics.median(ratios)
     return report
 
 
@@ -405,15 +441,10 @@ def summarize_workload(report: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with stdout_to_stderr() as result_stream:
-        if args.d3rlpy_only:
-            try:
-                result = measure_d3rlpy(args.warmup, args.steps, args.repeats)
-            except Exception as exc:
-                log(traceback.format_exc())
-                result = {"error": f"{type(exc).__name__}: {exc}"}
-        else:
-            result = benchmark(args)
-        result_stream.write(json.dumps(result) + "\n")
+        if args.d3rlpy_worker:
+            serve_d3rlpy_worker(result_stream)
+            return 0
+        result_stream.write(json.dumps(benchmark(args)) + "\n")
     return 0
 
 
