@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from bear_core.config import DEFAULT_FEATURE_SIZE, DEFAULT_FILTERS, DEFAULT_HIDDEN_UNITS
-from bear_core.linear import Linear, linear
+from bear_core.linear import Linear, ensemble_mlp
+from bear_core.linear import mlp as mlp_kernel
 from bear_core.networks import Activation, EnsembleBatchNorm, EnsembleLinear, activate, mlp
 
 
@@ -64,9 +65,9 @@ class VectorEncoder(nn.Module):
         h = obs if extra is None else torch.cat([obs, extra], dim=-1)
         if not self.fused:
             return self.mlp(h)
-        for layer in self.mlp[::2]:  # Linear, ReLU, Linear, ReLU, ...: ReLU fused into Linear
-            h = linear(h, layer.weight, layer.bias, relu=True)
-        return h
+        layers = self.mlp[::2]  # Linear, ReLU, Linear, ReLU, ...: ReLU fused into Linear
+        weights, biases = [lin.weight for lin in layers], [lin.bias for lin in layers]
+        return mlp_kernel(h, weights, biases, (True,) * len(layers))
 
 
 def conv_stack(spec: EncoderSpec, groups: int = 1) -> tuple[nn.Sequential, int]:
@@ -122,13 +123,24 @@ class EnsembleVectorEncoder(nn.Module):
             for o in spec.hidden_units
         )
 
-    def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        self.fused = spec.activation == "relu" and not spec.use_batch_norm
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        extra: torch.Tensor | None = None,
+        head: EnsembleLinear | None = None,
+    ) -> torch.Tensor:
+        """Features [K, M, H], or head(features) when a head is given (one node with it)."""
         h = obs if extra is None else torch.cat([obs, extra], dim=-1)  # shared by all members
-        fused = self.activation == "relu"
+        if self.fused:
+            layers = [*self.layers, *([head] if head is not None else [])]
+            relus = (True,) * len(self.layers) + ((False,) if head is not None else ())
+            return ensemble_mlp(h, [x.weight for x in layers], [x.bias for x in layers], relus)
+        relu = self.activation == "relu"
         for layer, norm in zip(self.layers, self.norms, strict=True):
-            h = layer(h, relu=True) if fused else activate(layer(h), self.activation)
-            h = norm(h)
-        return h
+            h = norm(layer(h, relu=True) if relu else activate(layer(h), self.activation))
+        return h if head is None else head(h)
 
 
 class EnsemblePixelEncoder(nn.Module):
@@ -143,13 +155,19 @@ class EnsemblePixelEncoder(nn.Module):
             EnsembleBatchNorm(n, spec.feature_size) if spec.use_batch_norm else nn.Identity()
         )
 
-    def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        obs: torch.Tensor,
+        extra: torch.Tensor | None = None,
+        head: EnsembleLinear | None = None,
+    ) -> torch.Tensor:
         m = obs.shape[0]
         h = self.convs(obs.repeat(1, self.n, 1, 1))  # [M, K * C', h, w]
         h = h.reshape(m, self.n, -1).transpose(0, 1)  # [K, M, flat]
         if extra is not None:
             h = torch.cat([h, extra.unsqueeze(0).expand(self.n, -1, -1)], dim=-1)
-        return self.norm(activate(self.fc(h.contiguous()), self.activation))
+        h = self.norm(activate(self.fc(h.contiguous()), self.activation))
+        return h if head is None else head(h)
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -171,9 +189,15 @@ class SharedEncoder(nn.Module):
         self.n = n
         self.encoder = build_encoder(spec, extra_size)
 
-    def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        obs: torch.Tensor,
+        extra: torch.Tensor | None = None,
+        head: EnsembleLinear | None = None,
+    ) -> torch.Tensor:
         h = _ScaleGrad.apply(self.encoder(obs, extra), 1.0 / self.n)
-        return h.unsqueeze(0).expand(self.n, -1, -1)
+        h = h.unsqueeze(0).expand(self.n, -1, -1)
+        return h if head is None else head(h)
 
 
 def build_encoder(spec: EncoderSpec, extra_size: int = 0) -> nn.Module:

@@ -182,6 +182,164 @@ def ensemble_linear(
     return torch.relu(y) if relu else y
 
 
+# --- whole networks: one autograd node per MLP ------------------------------------------------
+
+
+def _forward_chain(
+    x: torch.Tensor,
+    weights: list[torch.Tensor],
+    biases: list[torch.Tensor | None],
+    relus: tuple[bool, ...],
+) -> list[torch.Tensor]:
+    """[x, h_1, ..., h_L] for h_l = relu?(h_{l-1} W_l^T + b_l), weights [out, in]."""
+    hs = [x]
+    for w, b, relu in zip(weights, biases, relus, strict=True):
+        hs.append(_gemm(hs[-1], w, b, relu))
+    return hs
+
+
+def _backward_chain(
+    hs: list[torch.Tensor],
+    weights: list[torch.Tensor],
+    relus: tuple[bool, ...],
+    grad: torch.Tensor,
+    need_x: bool,
+    need_params: bool,
+    in_out: bool,
+) -> tuple[torch.Tensor | None, list[torch.Tensor], list[torch.Tensor]]:
+    """Back through `_forward_chain`: (dL/dx, [dL/dW_l], [dL/db_l]); the weight gradients in
+    [out, in] layout, or [in, out] with `in_out`."""
+    grads_w: list[torch.Tensor] = []
+    grads_b: list[torch.Tensor] = []
+    for layer in reversed(range(len(weights))):
+        if relus[layer]:
+            grad = torch.ops.aten.threshold_backward(grad, hs[layer + 1], 0)  # g 1[h > 0]
+        if need_params:
+            g, h = _rows(grad), _rows(hs[layer])
+            grads_w.append(_gemm(h.t(), g.t()) if in_out else _gemm(g.t(), h.t()))
+            grads_b.append(g.sum(dim=0))
+        if layer > 0 or need_x:
+            grad = _gemm(grad, weights[layer].t())  # g W
+    return (grad if need_x else None), grads_w[::-1], grads_b[::-1]
+
+
+class _MLP(torch.autograd.Function):
+    """y = f_L(... f_1(x)) with f_l(h) = relu?(h W_l^T + b_l): one node for a whole network."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, relus: tuple[bool, ...], *params: torch.Tensor
+    ) -> torch.Tensor:
+        weights, biases = list(params[::2]), list(params[1::2])
+        hs = _forward_chain(x, weights, biases, relus)
+        ctx.relus = relus
+        ctx.save_for_backward(*hs, *weights)
+        return hs[-1]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        saved = ctx.saved_tensors
+        n = len(ctx.relus)
+        hs, weights = list(saved[: n + 1]), list(saved[n + 1 :])
+        need_params = any(ctx.needs_input_grad[2:])
+        grad_x, grads_w, grads_b = _backward_chain(
+            hs, weights, ctx.relus, grad, ctx.needs_input_grad[0], need_params, in_out=False
+        )
+        params: list[torch.Tensor | None] = [None] * (2 * n)
+        if need_params:
+            params[::2], params[1::2] = grads_w, grads_b
+        return grad_x, None, *params
+
+
+class _EnsembleMLP(torch.autograd.Function):
+    """K networks of `_MLP`'s form side by side, member by member: [K, M, out] (only the output
+    is stacked); weights [K, in, out], biases [K, 1, out]; x [K, M, in] or shared [M, in]."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, relus: tuple[bool, ...], *params: torch.Tensor
+    ) -> torch.Tensor:
+        chains = _ensemble_chains(x, params, relus)
+        ctx.relus, ctx.members = relus, len(chains)
+        ctx.save_for_backward(x, *[h for hs in chains for h in hs[1:]], *params[::2])
+        return torch.stack([hs[-1] for hs in chains])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        saved = ctx.saved_tensors
+        x, n, k = saved[0], len(ctx.relus), ctx.members
+        weights = saved[1 + k * n :]
+        need_x, need_params = ctx.needs_input_grad[0], any(ctx.needs_input_grad[2:])
+        grads_x: list[torch.Tensor] = []
+        grads_w: list[list[torch.Tensor]] = []
+        grads_b: list[list[torch.Tensor]] = []
+        for member, x_k in enumerate(_member_inputs(x, k)):
+            hs = [x_k, *saved[1 + member * n : 1 + (member + 1) * n]]
+            member_weights = [w[member].t() for w in weights]
+            g_x, g_w, g_b = _backward_chain(
+                hs, member_weights, ctx.relus, grad[member], need_x, need_params, in_out=True
+            )
+            if g_x is not None:
+                grads_x.append(g_x)
+            grads_w.append(g_w)
+            grads_b.append(g_b)
+        grad_x = None
+        if need_x:
+            grad_x = sum(grads_x[1:], grads_x[0]) if x.dim() == 2 else torch.stack(grads_x)
+        params: list[torch.Tensor | None] = [None] * (2 * n)
+        if need_params:
+            for layer in range(n):
+                params[2 * layer] = torch.stack([g[layer] for g in grads_w])
+                params[2 * layer + 1] = torch.stack([g[layer] for g in grads_b]).unsqueeze(1)
+        return grad_x, None, *params
+
+
+def _ensemble_chains(
+    x: torch.Tensor, params: tuple[torch.Tensor, ...], relus: tuple[bool, ...]
+) -> list[list[torch.Tensor]]:
+    weights, biases = params[::2], params[1::2]
+    return [
+        _forward_chain(x_k, [w[k].t() for w in weights], [b[k, 0] for b in biases], relus)
+        for k, x_k in enumerate(_member_inputs(x, len(weights[0])))
+    ]
+
+
+def mlp(
+    x: torch.Tensor,
+    weights: list[torch.Tensor],
+    biases: list[torch.Tensor],
+    relus: tuple[bool, ...],
+) -> torch.Tensor:
+    """A chain of `linear` layers (weights [out, in]), ReLU after layer l when relus[l], as one
+    autograd node on the CPU kernels."""
+    if not _cpu_kernels(x):
+        for w, b, relu in zip(weights, biases, relus, strict=True):
+            x = linear(x, w, b, relu)
+        return x
+    params = [p for pair in zip(weights, biases, strict=True) for p in pair]
+    if _needs_grad(x, *params):
+        return _MLP.apply(x, relus, *params)
+    return _forward_chain(x, weights, list(biases), relus)[-1]
+
+
+def ensemble_mlp(
+    x: torch.Tensor,
+    weights: list[torch.Tensor],
+    biases: list[torch.Tensor],
+    relus: tuple[bool, ...],
+) -> torch.Tensor:
+    """A chain of `ensemble_linear` layers (weights [K, in, out]), ReLU after layer l when
+    relus[l], as one autograd node on the CPU kernels: [K, M, in] or [M, in] -> [K, M, out]."""
+    if not _cpu_kernels(x):
+        for w, b, relu in zip(weights, biases, relus, strict=True):
+            x = ensemble_linear(x, w, b, relu)
+        return x
+    params = tuple(p for pair in zip(weights, biases, strict=True) for p in pair)
+    if _needs_grad(x, *params):
+        return _EnsembleMLP.apply(x, relus, *params)
+    return torch.stack([hs[-1] for hs in _ensemble_chains(x, params, relus)])
+
+
 class Linear(nn.Linear):
     """nn.Linear (same parameters and state_dict) computed by `linear`."""
 

@@ -130,11 +130,12 @@ class CriticEnsemble(nn.Module):
     def _distribution(
         self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None
     ) -> QDistribution:
-        h = self.encoder(obs, actions)  # [K, M, H]
         if self.q_func_type == "mean":
-            return QDistribution(self.head(h), None, None)
+            return QDistribution(self.encoder(obs, actions, self.head), None, None)
         if self.q_func_type == "qr":
-            return QDistribution(self.head(h), self.midpoints.expand(1, h.shape[1], -1), None)
+            midpoints = self.midpoints.expand(1, obs.shape[0], -1)
+            return QDistribution(self.encoder(obs, actions, self.head), midpoints, None)
+        h = self.encoder(obs, actions)  # [K, M, H]
         if self.q_func_type == "iqn":
             taus = self._iqn_fractions(h.shape[1], h.device, generator)  # [1, M, N]
             return QDistribution(self._implicit_quantiles(h, taus), taus, None)

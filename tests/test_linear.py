@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 import torch
 
 from bear_core import linear as fast
-from bear_core.linear import Linear, ensemble_linear, linear, portable_kernels
+from bear_core.linear import (
+    Linear,
+    ensemble_linear,
+    ensemble_mlp,
+    linear,
+    mlp,
+    portable_kernels,
+)
 
 ONEDNN = pytest.mark.skipif(not fast._ONEDNN_AVAILABLE, reason="no oneDNN linear on this CPU")
 
@@ -95,3 +104,82 @@ def test_narrow_products_stay_on_torch() -> None:
     """Below ONEDNN_MIN_DIM a plain nn.Linear autograd node is kept (no custom node)."""
     layer = Linear(64, fast.ONEDNN_MIN_DIM - 1)
     assert type(layer(torch.randn(8, 64)).grad_fn).__name__ == "AddmmBackward0"
+
+
+def _close(got: list[torch.Tensor], want: list[torch.Tensor]) -> None:
+    for g, e in zip(got, want, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5 * float(e.abs().max()))
+
+
+@pytest.mark.parametrize("relus", [(True, True, False), (True, True, True)], ids=["head", "relu"])
+@pytest.mark.parametrize("sizes", [(23, 256, 256, 12), (7, 32, 48, 1)], ids=["wide", "narrow"])
+def test_mlp_matches_layer_by_layer(sizes: tuple[int, ...], relus: tuple[bool, ...]) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(128, sizes[0], requires_grad=True)
+    layers = [Linear(i, o) for i, o in pairwise(sizes)]
+    weights, biases = [lin.weight for lin in layers], [lin.bias for lin in layers]
+
+    def run() -> torch.Tensor:
+        return mlp(x, weights, biases, relus)
+
+    inputs = [x, *weights, *biases]
+    _close(_outputs_and_grads(run, inputs, False), _outputs_and_grads(run, inputs, True))
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["per-member", "shared-input"])
+@pytest.mark.parametrize("relus", [(True, True, False), (True, True, True)], ids=["head", "relu"])
+def test_ensemble_mlp_matches_layer_by_layer(shared: bool, relus: tuple[bool, ...]) -> None:
+    torch.manual_seed(0)
+    k, sizes = 3, (23, 64, 64, 1)
+    x = torch.randn((96, 23) if shared else (k, 96, 23), requires_grad=True)
+    pairs = list(pairwise(sizes))
+    weights = [torch.randn(k, i, o, requires_grad=True) for i, o in pairs]
+    biases = [torch.randn(k, 1, o, requires_grad=True) for _, o in pairs]
+
+    def run() -> torch.Tensor:
+        return ensemble_mlp(x, weights, biases, relus)
+
+    inputs = [x, *weights, *biases]
+    _close(_outputs_and_grads(run, inputs, False), _outputs_and_grads(run, inputs, True))
+
+
+def test_frozen_networks_pass_gradients_to_their_inputs_only() -> None:
+    """The actor's path through the critics: weights without grad, the input with it."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 23, requires_grad=True)
+    weights = [torch.randn(2, 23, 64), torch.randn(2, 64, 1)]
+    biases = [torch.randn(2, 1, 64), torch.randn(2, 1, 1)]
+
+    def run() -> torch.Tensor:
+        return ensemble_mlp(x, weights, biases, (True, False))
+
+    _close(_outputs_and_grads(run, [x], False), _outputs_and_grads(run, [x], True))
+    assert all(w.grad is None for w in weights)
+
+
+def test_network_backward_formulas_pass_gradcheck() -> None:
+    torch.manual_seed(0)
+    f64 = {"dtype": torch.float64, "requires_grad": True}
+    x, xs = torch.randn(6, 5, **f64), torch.randn(2, 6, 5, **f64)
+    single = (torch.randn(4, 5, **f64), torch.randn(4, **f64))
+    single += (torch.randn(3, 4, **f64), torch.randn(3, **f64))
+    members = (torch.randn(2, 5, 4, **f64), torch.randn(2, 1, 4, **f64))
+    members += (torch.randn(2, 4, 3, **f64), torch.randn(2, 1, 3, **f64))
+    for relus in ((True, False), (True, True)):
+        assert torch.autograd.gradcheck(fast._MLP.apply, (x, relus, *single))
+        for inputs in (x, xs):
+            assert torch.autograd.gradcheck(fast._EnsembleMLP.apply, (inputs, relus, *members))
+
+
+@ONEDNN
+def test_training_networks_are_one_node_each() -> None:
+    x = torch.randn(64, 64)
+    weights = [torch.randn(64, 64, requires_grad=True)] * 2
+    biases = [torch.zeros(64, requires_grad=True)] * 2
+    assert type(mlp(x, weights, biases, (True, True)).grad_fn).__name__ == "_MLPBackward"
+    members = [torch.randn(2, 64, 64, requires_grad=True)] * 2
+    member_biases = [torch.zeros(2, 1, 64, requires_grad=True)] * 2
+    y = ensemble_mlp(x, members, member_biases, (True, False))
+    assert type(y.grad_fn).__name__ == "_EnsembleMLPBackward"
+    with portable_kernels():
+        assert "Addmm" in type(mlp(x, weights, biases, (True, False)).grad_fn).__name__
