@@ -52,6 +52,16 @@ class EncoderSpec:
         return self.feature_size if self.is_pixel else self.hidden_units[-1]
 
 
+Heads = tuple[nn.Linear, ...]
+
+
+def apply_heads(h: torch.Tensor, heads: Heads) -> torch.Tensor:
+    """h itself without heads, else [head_1(h), ..., head_n(h)] concatenated on the last dim."""
+    if len(heads) <= 1:
+        return heads[0](h) if heads else h
+    return torch.cat([head(h) for head in heads], dim=-1)
+
+
 class VectorEncoder(nn.Module):
     """MLP on [s, extra]: [M, D], [M, E] -> [M, H]."""
 
@@ -61,13 +71,22 @@ class VectorEncoder(nn.Module):
         self.mlp = mlp(in_size, list(spec.hidden_units), spec.activation, spec.use_batch_norm)
         self.fused = spec.activation == "relu" and not spec.use_batch_norm
 
-    def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, obs: torch.Tensor, extra: torch.Tensor | None = None, heads: Heads = ()
+    ) -> torch.Tensor:
+        """Features [M, H], or the heads' outputs side by side (one node with them)."""
         h = obs if extra is None else torch.cat([obs, extra], dim=-1)
         if not self.fused:
-            return self.mlp(h)
-        layers = self.mlp[::2]  # Linear, ReLU, Linear, ReLU, ...: ReLU fused into Linear
+            return apply_heads(self.mlp(h), heads)
+        layers = list(self.mlp[::2])  # Linear, ReLU, Linear, ReLU, ...: ReLU fused into Linear
         weights, biases = [lin.weight for lin in layers], [lin.bias for lin in layers]
-        return mlp_kernel(h, weights, biases, (True,) * len(layers))
+        relus = (True,) * len(layers)
+        if heads:  # one linear layer whose rows are all the heads' rows
+            many = len(heads) > 1
+            weights.append(torch.cat([x.weight for x in heads]) if many else heads[0].weight)
+            biases.append(torch.cat([x.bias for x in heads]) if many else heads[0].bias)
+            relus += (False,)
+        return mlp_kernel(h, weights, biases, relus)
 
 
 def conv_stack(spec: EncoderSpec, groups: int = 1) -> tuple[nn.Sequential, int]:
@@ -103,11 +122,13 @@ class PixelEncoder(nn.Module):
         self.activation = spec.activation
         self.norm = nn.BatchNorm1d(spec.feature_size) if spec.use_batch_norm else nn.Identity()
 
-    def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, obs: torch.Tensor, extra: torch.Tensor | None = None, heads: Heads = ()
+    ) -> torch.Tensor:
         h = self.convs(obs).flatten(start_dim=1)
         if extra is not None:
             h = torch.cat([h, extra], dim=-1)
-        return self.norm(activate(self.fc(h), self.activation))
+        return apply_heads(self.norm(activate(self.fc(h), self.activation)), heads)
 
 
 class EnsembleVectorEncoder(nn.Module):

@@ -147,8 +147,9 @@ def update_step(
     rl_started: bool,
     update_actor: bool,
 ) -> dict[str, torch.Tensor]:
-    """Imitator; critics (after warm-up); then every update_actor_interval steps: actor,
-    temperature, alpha and the target critics. Returns detached metrics.
+    """Imitator and critics (after warm-up); then every update_actor_interval steps: actor,
+    temperature and alpha, and the target critics. Returns detached metrics. Losses of
+    disjoint parameters share one backward pass; each keeps its own optimizer.
 
     With `augmentation`, the imitator, target, critic and actor losses are averaged over
     n_augmentations independent draws of augmented observations (the reference's recipe)."""
@@ -164,7 +165,7 @@ def update_step(
     # pi_beta: L(beta) on (s, a) ~ D
     noise = m.noise(B, m.imitator_noise_size)
     loss = over_draws(lambda obs: m.imitator.loss(obs, a, noise), s)
-    metrics["imitator_loss"] = _step(m.imitator_optim, loss)
+    losses = {"imitator_loss": (m.imitator_optim, loss)}
 
     temperature = m.log_temp.value.exp().detach()
     if rl_started:
@@ -192,7 +193,8 @@ def update_step(
             loss = critic_loss(m.critics.distribution(obs, a, m.generator), y, masks)
             return loss + m.critics.fraction_loss(obs, a)  # FQF's fraction proposal (0 otherwise)
 
-        metrics["critic_loss"] = _step(m.critic_optim, over_draws(td_loss, s))
+        losses["critic_loss"] = (m.critic_optim, over_draws(td_loss, s))
+    metrics.update(_step(losses))
 
     if not update_actor:
         return metrics
@@ -213,18 +215,19 @@ def update_step(
                 q_min = m.critics(obs, actions[:, 0], m.generator).min(dim=0).values  # [B]
         return actor_loss(q_min, log_prob[:, 0], mmd_value, temperature, alpha, cfg.alpha_threshold)
 
-    metrics["actor_loss"] = _step(m.actor_optim, over_draws(policy_loss, s))
+    metrics.update(_step({"actor_loss": (m.actor_optim, over_draws(policy_loss, s))}))
     mmd_value = torch.stack([d[0] for d in draws]).mean(dim=0)
     log_prob = torch.stack([d[1] for d in draws]).mean(dim=0)
     metrics["mmd"] = mmd_value.mean()
 
+    losses = {}
     if rl_started and cfg.temp_learning_rate > 0:
-        loss = temperature_loss(m.log_temp.value, log_prob, A)
-        metrics["temp_loss"] = _step(m.temp_optim, loss)
+        losses["temp_loss"] = (m.temp_optim, temperature_loss(m.log_temp.value, log_prob, A))
     if cfg.alpha_learning_rate > 0:
-        metrics["alpha_loss"] = _step(
-            m.alpha_optim, alpha_loss(m.log_alpha.value, mmd_value, cfg.alpha_threshold)
-        )
+        loss = alpha_loss(m.log_alpha.value, mmd_value, cfg.alpha_threshold)
+        losses["alpha_loss"] = (m.alpha_optim, loss)
+    metrics.update(_step(losses))
+    if cfg.alpha_learning_rate > 0:
         m.log_alpha.clamp_(LOG_ALPHA_MIN, LOG_ALPHA_MAX)
     metrics["temp"] = m.log_temp.value.detach().exp()
     metrics["alpha"] = m.log_alpha.value.detach().exp()
@@ -234,11 +237,19 @@ def update_step(
     return metrics
 
 
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
+def _step(
+    losses: dict[str, tuple[torch.optim.Optimizer, torch.Tensor]],
+) -> dict[str, torch.Tensor]:
+    """One backward pass through all the losses (of disjoint parameters), then each optimizer's
+    step; returns the detached losses by name."""
+    if not losses:
+        return {}
+    for optimizer, _ in losses.values():
+        optimizer.zero_grad(set_to_none=True)
+    torch.autograd.backward([loss for _, loss in losses.values()])
+    for optimizer, _ in losses.values():
+        optimizer.step()
+    return {name: loss.detach() for name, (_, loss) in losses.items()}
 
 
 __all__ = [

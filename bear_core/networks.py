@@ -48,13 +48,14 @@ class SquashedGaussianPolicy(nn.Module):
 
     def __init__(self, encoder: nn.Module, feature_size: int, action_size: int) -> None:
         super().__init__()
+        self.action_size = action_size
         self.encoder = encoder
         self.mu = Linear(feature_size, action_size)
         self.log_std = Linear(feature_size, action_size)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(obs)
-        return self.mu(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        mu, log_std = self.encoder(obs, heads=(self.mu, self.log_std)).split(self.action_size, -1)
+        return mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def best_action(self, obs: torch.Tensor) -> torch.Tensor:
         """Greedy action tanh(mu(s)) in [-1, 1]."""
@@ -65,12 +66,13 @@ class SquashedGaussianPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """noise [B, n, A] ~ N(0, I) -> (pre-tanh u, action tanh(u), log pi(a|s)), [B,n,A]/[B,n]."""
         mu, log_std = self(obs)
-        std = log_std.exp()
-        u = mu.unsqueeze(1) + std.unsqueeze(1) * noise  # reparameterised
-        # log N(u; mu, std) - sum log(1 - tanh(u)^2), the tanh correction written stably
-        gaussian = -0.5 * noise.pow(2) - log_std.unsqueeze(1) - 0.5 * math.log(2.0 * math.pi)
-        correction = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
-        log_prob = (gaussian - correction).sum(dim=-1)
+        u = torch.addcmul(mu.unsqueeze(1), log_std.exp().unsqueeze(1), noise)  # reparameterised
+        # log pi(a|s) = sum_A [log N(u; mu, std) - log(1 - tanh(u)^2)] with
+        #   log N(u; mu, std) = -noise^2 / 2 - log std - log(2 pi) / 2
+        #   log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))   (the stable form)
+        per_dim = 2.0 * (u + F.softplus(-2.0 * u)) - 0.5 * noise.pow(2)
+        constant = self.action_size * (0.5 * math.log(2.0 * math.pi) + 2.0 * math.log(2.0))
+        log_prob = per_dim.sum(dim=-1) - log_std.sum(dim=-1, keepdim=True) - constant
         return u, torch.tanh(u), log_prob
 
 
@@ -85,8 +87,8 @@ class RegressorImitator(nn.Module):
         self.log_std = Linear(feature_size, action_size)
 
     def _dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(obs)
-        return self.mu(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+        mu, log_std = self.encoder(obs, heads=(self.mu, self.log_std)).split(self.action_size, -1)
+        return mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
 
     def loss(self, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """L(beta) = E[(tanh(u) - a_t)^2], u ~ pi_beta(.|s_t) reparameterised; noise [B, A]."""
@@ -123,11 +125,11 @@ class VAEImitator(nn.Module):
 
     def loss(self, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """||tanh(D(s, z)) - a||^2 + w * KL(q(z|s,a) || N(0, I)); noise [B, latent]."""
-        h = self.encoder(obs, actions)
-        mu = self.latent_mu(h)
-        log_std = self.latent_log_std(h).clamp(VAE_LOG_STD_MIN, VAE_LOG_STD_MAX)
+        latent = self.encoder(obs, actions, heads=(self.latent_mu, self.latent_log_std))
+        mu, log_std = latent.split(self.latent_size, -1)
+        log_std = log_std.clamp(VAE_LOG_STD_MIN, VAE_LOG_STD_MAX)
         z = mu + log_std.exp() * noise
-        reconstruction = torch.tanh(self.decoder_out(self.decoder(obs, z)))
+        reconstruction = torch.tanh(self.decoder(obs, z, heads=(self.decoder_out,)))
         kl = -0.5 * (1.0 + 2.0 * log_std - mu.pow(2) - (2.0 * log_std).exp()).mean()
         return F.mse_loss(reconstruction, actions) + self.kl_weight * kl
 
@@ -136,7 +138,7 @@ class VAEImitator(nn.Module):
         b, n, _ = noise.shape
         z = noise.clamp(-VAE_LATENT_CLIP, VAE_LATENT_CLIP).reshape(b * n, -1)
         obs_n = obs.unsqueeze(1).expand(-1, n, *obs.shape[1:]).reshape(b * n, *obs.shape[1:])
-        return self.decoder_out(self.decoder(obs_n, z)).reshape(b, n, -1)
+        return self.decoder(obs_n, z, heads=(self.decoder_out,)).reshape(b, n, -1)
 
     @property
     def noise_size(self) -> int:

@@ -228,3 +228,22 @@ def test_mmd_equals_its_three_kernel_definition(kind: str) -> None:
         - 2 * kernel(p, b, kind, 2.0).mean(dim=(1, 2))
     )
     torch.testing.assert_close(mmd(p, b, kind, 2.0), (mmd2 + 1e-6).sqrt())
+
+
+def test_policy_log_prob_is_the_tanh_gaussian_density() -> None:
+    """sample_n's log pi(a|s) equals torch.distributions' Normal pushed through tanh."""
+    m = built().impl
+    assert m is not None
+    obs, noise = torch.randn(8, OBS_SIZE), torch.randn(8, 5, ACTION_SIZE)
+    with torch.no_grad():
+        pre_tanh, actions, log_prob = m.policy.sample_n(obs, noise)
+        mu, log_std = m.policy(obs)
+    gaussian = torch.distributions.Normal(mu.unsqueeze(1), log_std.exp().unsqueeze(1))
+    squashed = torch.distributions.TransformedDistribution(
+        gaussian, [torch.distributions.transforms.TanhTransform()]
+    )
+    torch.testing.assert_close(pre_tanh, mu.unsqueeze(1) + log_std.exp().unsqueeze(1) * noise)
+    torch.testing.assert_close(actions, torch.tanh(pre_tanh))
+    torch.testing.assert_close(
+        log_prob, squashed.log_prob(actions).sum(dim=-1), atol=1e-3, rtol=1e-4
+    )
