@@ -8,11 +8,12 @@ fp32 precision. That op has no autograd formula, so the functions here carry the
 (dL/dx = g W, dL/dW = g^T x, dL/db = sum g), each product again on the faster kernel.
 
 `linear` takes nn.Linear's layout (weight [out, in]); `ensemble_linear` K independent layers
-(weight [K, in, out], bias [K, 1, out]) as K products inside one autograd node. Each product
-runs on oneDNN when every dimension is at least ONEDNN_MIN_DIM (below that its per-call set-up
-costs more than its kernel saves) and on torch's own matmul otherwise. Everywhere else (CUDA,
-tracing and export, `portable_kernels()`) they are the plain torch ops, which is also what
-exported graphs contain.
+(weight [K, in, out], bias [K, 1, out]) as K products inside one autograd node; `mlp` and
+`ensemble_mlp` whole chains of such layers as one node. A product [M, K] x [K, N] runs on
+oneDNN when M and K are at least ONEDNN_MIN_DIM and N at least ONEDNN_MIN_OUT (below that
+its per-call set-up costs more than its kernel saves) and on torch's own matmul otherwise.
+Everywhere else (CUDA, tracing and export, `portable_kernels()`) they are the plain torch ops,
+which is also what exported graphs contain.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 ONEDNN_MIN_DIM = 16
+ONEDNN_MIN_OUT = 8
 _ONEDNN_AVAILABLE = (
     platform.machine().lower() in ("x86_64", "amd64")
     and torch.backends.mkldnn.is_available()
@@ -58,11 +60,13 @@ def _cpu_kernels(x: torch.Tensor) -> bool:
 
 
 def _onednn_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """For x [M, K] @ weight^T, weight [N, K]."""
     rows = x.numel() // max(x.shape[-1], 1)
     return (
         _ONEDNN_AVAILABLE
         and x.dtype == weight.dtype == torch.float32
-        and min(rows, weight.shape[0], weight.shape[1]) >= ONEDNN_MIN_DIM
+        and min(rows, weight.shape[1]) >= ONEDNN_MIN_DIM
+        and weight.shape[0] >= ONEDNN_MIN_OUT
     )
 
 
@@ -80,6 +84,17 @@ def _gemm(
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, t.shape[-1])
+
+
+def _weight_grad(x: torch.Tensor, grad: torch.Tensor, in_out: bool) -> torch.Tensor:
+    """dL/dW for y = x W^T: grad^T x, [out, in] (or its transpose with `in_out`). Of the two
+    equal products the one whose transposed left operand (copied by oneDNN) is narrower runs."""
+    x, grad = _rows(x), _rows(grad)
+    if x.shape[1] < grad.shape[1]:
+        w = _gemm(x.t(), grad.t())  # x^T g, [in, out]
+        return w if in_out else w.t()
+    w = _gemm(grad.t(), x.t())  # g^T x, [out, in]
+    return w.t() if in_out else w
 
 
 def _save(ctx: Any, x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, relu: bool) -> None:
@@ -108,7 +123,7 @@ class _Linear(torch.autograd.Function):
         x, weight, grad = _saved(ctx, grad)
         need_x, need_w, need_b, _ = ctx.needs_input_grad
         grad_x = _gemm(grad, weight.t()) if need_x else None  # g W
-        grad_w = _gemm(_rows(grad).t(), _rows(x).t()) if need_w else None  # g^T x
+        grad_w = _weight_grad(x, grad, in_out=False) if need_w else None  # g^T x
         grad_b = _rows(grad).sum(dim=0) if need_b else None
         return grad_x, grad_w, grad_b, None
 
@@ -144,7 +159,7 @@ class _EnsembleLinear(torch.autograd.Function):
             grad_x = sum(grads_x[1:], grads_x[0]) if x.dim() == 2 else torch.stack(grads_x)
         if need_w:
             members = zip(_member_inputs(x, len(weight)), grad, strict=True)
-            grad_w = torch.stack([_gemm(x_k.t(), g.t()) for x_k, g in members])  # x_k^T g_k
+            grad_w = torch.stack([_weight_grad(x_k, g, in_out=True) for x_k, g in members])
         if need_b:
             grad_b = grad.sum(dim=1, keepdim=True)
         return grad_x, grad_w, grad_b, None
@@ -215,9 +230,8 @@ def _backward_chain(
         if relus[layer]:
             grad = torch.ops.aten.threshold_backward(grad, hs[layer + 1], 0)  # g 1[h > 0]
         if need_params:
-            g, h = _rows(grad), _rows(hs[layer])
-            grads_w.append(_gemm(h.t(), g.t()) if in_out else _gemm(g.t(), h.t()))
-            grads_b.append(g.sum(dim=0))
+            grads_w.append(_weight_grad(hs[layer], grad, in_out))
+            grads_b.append(_rows(grad).sum(dim=0))
         if layer > 0 or need_x:
             grad = _gemm(grad, weights[layer].t())  # g W
     return (grad if need_x else None), grads_w[::-1], grads_b[::-1]

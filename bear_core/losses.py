@@ -41,10 +41,12 @@ LOG_ALPHA_MIN, LOG_ALPHA_MAX = -5.0, 10.0
 
 def kernel(x: torch.Tensor, y: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
     """k(x_i, y_j) for x [B, n, A], y [B, m, A] -> [B, n, m]."""
-    diff = x.unsqueeze(2) - y.unsqueeze(1)  # [B, n, m, A]
+    # action dim first: the sums over A then run over whole contiguous [n, m] planes
+    x_t, y_t = x.transpose(1, 2).contiguous(), y.transpose(1, 2).contiguous()  # [B, A, n|m]
+    diff = x_t.unsqueeze(3) - y_t.unsqueeze(2)  # [B, A, n, m]
     if kind == "gaussian":
-        return torch.exp(-diff.pow(2).sum(dim=-1) / (2.0 * sigma))
-    return torch.exp(-diff.abs().sum(dim=-1) / (2.0 * sigma))  # laplacian
+        return torch.exp(diff.pow(2).sum(dim=1) / (-2.0 * sigma))
+    return torch.exp(diff.abs().sum(dim=1) / (-2.0 * sigma))  # laplacian
 
 
 def mmd(policy: torch.Tensor, behaviour: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
@@ -215,12 +217,13 @@ def update_step(
                 q_min = m.critics(obs, actions[:, 0], m.generator).min(dim=0).values  # [B]
         return actor_loss(q_min, log_prob[:, 0], mmd_value, temperature, alpha, cfg.alpha_threshold)
 
-    metrics.update(_step({"actor_loss": (m.actor_optim, over_draws(policy_loss, s))}))
+    losses = {"actor_loss": (m.actor_optim, over_draws(policy_loss, s))}
     mmd_value = torch.stack([d[0] for d in draws]).mean(dim=0)
     log_prob = torch.stack([d[1] for d in draws]).mean(dim=0)
     metrics["mmd"] = mmd_value.mean()
 
-    losses = {}
+    # T and alpha: their losses see this step's detached log pi and MMD (the actor used the
+    # values from before their update)
     if rl_started and cfg.temp_learning_rate > 0:
         losses["temp_loss"] = (m.temp_optim, temperature_loss(m.log_temp.value, log_prob, A))
     if cfg.alpha_learning_rate > 0:

@@ -195,7 +195,10 @@ class BEARModules:
         return [self.policy, self.imitator, self.critics]
 
     def train(self) -> None:
-        for module in self._networks():
+        networks = self._networks()
+        if all(module.training for module in networks) and not self.target_critics.training:
+            return  # already set: skip walking every submodule on each update
+        for module in networks:
             module.train()
         self.target_critics.eval()
 

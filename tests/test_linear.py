@@ -101,9 +101,14 @@ def test_cpu_training_takes_the_onednn_path_and_export_does_not() -> None:
 
 
 def test_narrow_products_stay_on_torch() -> None:
-    """Below ONEDNN_MIN_DIM a plain nn.Linear autograd node is kept (no custom node)."""
-    layer = Linear(64, fast.ONEDNN_MIN_DIM - 1)
-    assert type(layer(torch.randn(8, 64)).grad_fn).__name__ == "AddmmBackward0"
+    """Below ONEDNN_MIN_DIM rows or ONEDNN_MIN_OUT outputs a plain nn.Linear autograd node is
+    kept (no custom node)."""
+    narrow = Linear(64, fast.ONEDNN_MIN_OUT - 1)
+    assert type(narrow(torch.randn(64, 64)).grad_fn).__name__ == "AddmmBackward0"
+    layer = Linear(64, 64)
+    assert (
+        type(layer(torch.randn(fast.ONEDNN_MIN_DIM - 1, 64)).grad_fn).__name__ == "AddmmBackward0"
+    )
 
 
 def _close(got: list[torch.Tensor], want: list[torch.Tensor]) -> None:
