@@ -57,9 +57,7 @@ Heads = tuple[nn.Linear, ...]
 
 def apply_heads(h: torch.Tensor, heads: Heads) -> torch.Tensor:
     """h itself without heads, else [head_1(h), ..., head_n(h)] concatenated on the last dim."""
-    if len(heads) <= 1:
-        return heads[0](h) if heads else h
-    return torch.cat([head(h) for head in heads], dim=-1)
+    return torch.cat([head(h) for head in heads], dim=-1) if heads else h
 
 
 class VectorEncoder(nn.Module):
@@ -81,10 +79,9 @@ class VectorEncoder(nn.Module):
         layers = list(self.mlp[::2])  # Linear, ReLU, Linear, ReLU, ...: ReLU fused into Linear
         weights, biases = [lin.weight for lin in layers], [lin.bias for lin in layers]
         relus = (True,) * len(layers)
-        if heads:  # one linear layer whose rows are all the heads' rows
-            many = len(heads) > 1
-            weights.append(torch.cat([x.weight for x in heads]) if many else heads[0].weight)
-            biases.append(torch.cat([x.bias for x in heads]) if many else heads[0].bias)
+        if heads:  # the heads as one more layer: its rows are all the heads' rows
+            weights.append(torch.cat([head.weight for head in heads]))
+            biases.append(torch.cat([head.bias for head in heads]))
             relus += (False,)
         return mlp_kernel(h, weights, biases, relus)
 

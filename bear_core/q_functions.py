@@ -13,9 +13,10 @@ picks actions with them, the actor maximises their minimum, predict_value averag
 reports their std, and the exported critics graph outputs them. `distribution` gives the
 quantiles for the TD loss.
 
-The K critics run as one ensemble of layers (`bear_core.linear.ensemble_linear`: one autograd
-node per layer, oneDNN products on the CPU, batched matmuls on CUDA). `share_encoder` gives all
-critics one encoder whose gradient is divided by K, each critic keeping its own head.
+The K critics run as one ensemble of layers (`bear_core.linear`: for ReLU vector encoders the
+whole MLP, with the mean/qr head, is one autograd node of per-member oneDNN products on the CPU;
+batched matmuls on CUDA). `share_encoder` gives all critics one encoder whose gradient is
+divided by K, each critic keeping its own head.
 Sampled fractions (IQN) come from the given generator while training; in eval mode they are fixed
 midpoints, so values are deterministic and exportable.
 """
