@@ -7,11 +7,12 @@ oneDNN entry point `mkldnn._linear_pointwise` runs AVX-512 kernels there (~195 G
 fp32 precision. That op has no autograd formula, so the functions here carry their own backward
 (dL/dx = g W, dL/dW = g^T x, dL/db = sum g), each product again on the faster kernel.
 
-`linear` takes nn.Linear's layout (weight [out, in]); `ensemble_linear` K independent layers
-(weight [K, in, out], bias [K, 1, out]) as K products inside one autograd node; `mlp` and
-`ensemble_mlp` whole chains of such layers as one node. A product [M, K] x [K, N] runs on
-oneDNN when M and K are at least ONEDNN_MIN_DIM and N at least ONEDNN_MIN_OUT (below that
-its per-call set-up costs more than its kernel saves) and on torch's own matmul otherwise.
+`mlp` runs a chain of layers in nn.Linear's layout (weight [out, in]) as one autograd node,
+`ensemble_mlp` K independent chains (weights [K, in, out], biases [K, 1, out]) member by member
+in one node; `linear` and `ensemble_linear` are their one-layer cases. A product
+[M, K] x [K, N] runs on oneDNN when M and K are at least ONEDNN_MIN_DIM and N at least
+ONEDNN_MIN_OUT (below that its per-call set-up costs more than its kernel saves) and on torch's
+own matmul otherwise.
 Everywhere else (CUDA, tracing and export, `portable_kernels()`) they are the plain torch ops,
 which is also what exported graphs contain.
 """
@@ -97,72 +98,9 @@ def _weight_grad(x: torch.Tensor, grad: torch.Tensor, in_out: bool) -> torch.Ten
     return w.t() if in_out else w
 
 
-def _save(ctx: Any, x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, relu: bool) -> None:
-    ctx.save_for_backward(x, weight, y if relu else None)
-
-
-def _saved(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x, weight, gradient before the activation) from what `_save` kept."""
-    x, weight, y = ctx.saved_tensors
-    if y is not None:
-        grad = torch.ops.aten.threshold_backward(grad, y, 0)  # ReLU: g 1[y > 0]
-    return x, weight, grad
-
-
-class _Linear(torch.autograd.Function):
-    @staticmethod
-    def forward(
-        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool
-    ) -> torch.Tensor:
-        y = _gemm(x, weight, bias, relu)
-        _save(ctx, x, weight, y, relu)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight, grad = _saved(ctx, grad)
-        need_x, need_w, need_b, _ = ctx.needs_input_grad
-        grad_x = _gemm(grad, weight.t()) if need_x else None  # g W
-        grad_w = _weight_grad(x, grad, in_out=False) if need_w else None  # g^T x
-        grad_b = _rows(grad).sum(dim=0) if need_b else None
-        return grad_x, grad_w, grad_b, None
-
-
 def _member_inputs(x: torch.Tensor, n: int) -> list[torch.Tensor]:
     """Each member's input: x [K, M, in] per member, or x [M, in] shared by all."""
     return [x] * n if x.dim() == 2 else list(x)
-
-
-def _ensemble_gemm(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, relu: bool
-) -> torch.Tensor:
-    members = zip(_member_inputs(x, len(weight)), weight, bias, strict=True)
-    return torch.stack([_gemm(x_k, w.t(), b[0], relu) for x_k, w, b in members])
-
-
-class _EnsembleLinear(torch.autograd.Function):
-    @staticmethod
-    def forward(
-        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, relu: bool
-    ) -> torch.Tensor:
-        y = _ensemble_gemm(x, weight, bias, relu)
-        _save(ctx, x, weight, y, relu)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight, grad = _saved(ctx, grad)
-        need_x, need_w, need_b, _ = ctx.needs_input_grad
-        grad_x = grad_w = grad_b = None
-        if need_x:
-            grads_x = [_gemm(g, w) for g, w in zip(grad, weight, strict=True)]  # g_k W_k
-            grad_x = sum(grads_x[1:], grads_x[0]) if x.dim() == 2 else torch.stack(grads_x)
-        if need_w:
-            members = zip(_member_inputs(x, len(weight)), grad, strict=True)
-            grad_w = torch.stack([_weight_grad(x_k, g, in_out=True) for x_k, g in members])
-        if need_b:
-            grad_b = grad.sum(dim=1, keepdim=True)
-        return grad_x, grad_w, grad_b, None
 
 
 def _needs_grad(*tensors: torch.Tensor | None) -> bool:
@@ -177,9 +115,7 @@ def linear(
     if not (_cpu_kernels(x) and _onednn_pays(x, weight)):
         y = F.linear(x, weight, bias)
         return torch.relu(y) if relu else y
-    if _needs_grad(x, weight, bias):
-        return _Linear.apply(x, weight, bias, relu)
-    return _gemm(x, weight, bias, relu)
+    return _run(_MLP, x, [weight], [bias], (relu,))
 
 
 def ensemble_linear(
@@ -188,9 +124,7 @@ def ensemble_linear(
     """x [K, M, in] (or [M, in], the same input for every member) @ weight [K, in, out]
     + bias [K, 1, out] -> [K, M, out], followed by ReLU when `relu`."""
     if _cpu_kernels(x):
-        if _needs_grad(x, weight, bias):
-            return _EnsembleLinear.apply(x, weight, bias, relu)
-        return _ensemble_gemm(x, weight, bias, relu)
+        return _run(_EnsembleMLP, x, [weight], [bias], (relu,))
     if x.dim() == 2:
         x = x.expand(len(weight), -1, -1)
     y = torch.baddbmm(bias, x, weight)
@@ -237,17 +171,46 @@ def _backward_chain(
     return (grad if need_x else None), grads_w[::-1], grads_b[::-1]
 
 
+def _requested(
+    ctx: Any, grads_w: list[torch.Tensor], grads_b: list[torch.Tensor]
+) -> list[torch.Tensor | None]:
+    """The parameter gradients (w_1, b_1, w_2, ...) autograd asked for, None elsewhere."""
+    needed = ctx.needs_input_grad[2:]
+    if not any(needed):
+        return [None] * len(needed)
+    grads = [g for pair in zip(grads_w, grads_b, strict=True) for g in pair]
+    return [g if need else None for g, need in zip(grads, needed, strict=True)]
+
+
+def _kept(hs: list[torch.Tensor], relus: tuple[bool, ...]) -> list[torch.Tensor | None]:
+    """What backward needs of a chain: every input, and the output only for its ReLU mask (so
+    callers may modify a plain output in place)."""
+    return [*hs[:-1], hs[-1] if relus[-1] else None]
+
+
 class _MLP(torch.autograd.Function):
     """y = f_L(... f_1(x)) with f_l(h) = relu?(h W_l^T + b_l): one node for a whole network."""
+
+    @staticmethod
+    def evaluate(
+        x: torch.Tensor, params: tuple[torch.Tensor, ...], relus: tuple[bool, ...]
+    ) -> list[torch.Tensor]:
+        """The chain [x, h_1, ..., h_L]."""
+        return _forward_chain(x, list(params[::2]), list(params[1::2]), relus)
+
+    @staticmethod
+    def output(
+        x: torch.Tensor, params: tuple[torch.Tensor, ...], relus: tuple[bool, ...]
+    ) -> torch.Tensor:
+        return _MLP.evaluate(x, params, relus)[-1]
 
     @staticmethod
     def forward(
         ctx: Any, x: torch.Tensor, relus: tuple[bool, ...], *params: torch.Tensor
     ) -> torch.Tensor:
-        weights, biases = list(params[::2]), list(params[1::2])
-        hs = _forward_chain(x, weights, biases, relus)
+        hs = _MLP.evaluate(x, params, relus)
         ctx.relus = relus
-        ctx.save_for_backward(*hs, *weights)
+        ctx.save_for_backward(*_kept(hs, relus), *params[::2])
         return hs[-1]
 
     @staticmethod
@@ -259,10 +222,7 @@ class _MLP(torch.autograd.Function):
         grad_x, grads_w, grads_b = _backward_chain(
             hs, weights, ctx.relus, grad, ctx.needs_input_grad[0], need_params, in_out=False
         )
-        params: list[torch.Tensor | None] = [None] * (2 * n)
-        if need_params:
-            params[::2], params[1::2] = grads_w, grads_b
-        return grad_x, None, *params
+        return grad_x, None, *_requested(ctx, grads_w, grads_b)
 
 
 class _EnsembleMLP(torch.autograd.Function):
@@ -270,12 +230,30 @@ class _EnsembleMLP(torch.autograd.Function):
     is stacked); weights [K, in, out], biases [K, 1, out]; x [K, M, in] or shared [M, in]."""
 
     @staticmethod
+    def evaluate(
+        x: torch.Tensor, params: tuple[torch.Tensor, ...], relus: tuple[bool, ...]
+    ) -> list[list[torch.Tensor]]:
+        """Each member's chain [x_k, h_1, ..., h_L]."""
+        weights, biases = params[::2], params[1::2]
+        return [
+            _forward_chain(x_k, [w[k].t() for w in weights], [b[k, 0] for b in biases], relus)
+            for k, x_k in enumerate(_member_inputs(x, len(weights[0])))
+        ]
+
+    @staticmethod
+    def output(
+        x: torch.Tensor, params: tuple[torch.Tensor, ...], relus: tuple[bool, ...]
+    ) -> torch.Tensor:
+        return torch.stack([hs[-1] for hs in _EnsembleMLP.evaluate(x, params, relus)])
+
+    @staticmethod
     def forward(
         ctx: Any, x: torch.Tensor, relus: tuple[bool, ...], *params: torch.Tensor
     ) -> torch.Tensor:
-        chains = _ensemble_chains(x, params, relus)
+        chains = _EnsembleMLP.evaluate(x, params, relus)
         ctx.relus, ctx.members = relus, len(chains)
-        ctx.save_for_backward(x, *[h for hs in chains for h in hs[1:]], *params[::2])
+        kept = [h for hs in chains for h in _kept(hs, relus)[1:]]
+        ctx.save_for_backward(x, *kept, *params[::2])
         return torch.stack([hs[-1] for hs in chains])
 
     @staticmethod
@@ -285,37 +263,39 @@ class _EnsembleMLP(torch.autograd.Function):
         weights = saved[1 + k * n :]
         need_x, need_params = ctx.needs_input_grad[0], any(ctx.needs_input_grad[2:])
         grads_x: list[torch.Tensor] = []
-        grads_w: list[list[torch.Tensor]] = []
-        grads_b: list[list[torch.Tensor]] = []
+        member_w: list[list[torch.Tensor]] = []
+        member_b: list[list[torch.Tensor]] = []
         for member, x_k in enumerate(_member_inputs(x, k)):
             hs = [x_k, *saved[1 + member * n : 1 + (member + 1) * n]]
-            member_weights = [w[member].t() for w in weights]
+            weights_k = [w[member].t() for w in weights]
             g_x, g_w, g_b = _backward_chain(
-                hs, member_weights, ctx.relus, grad[member], need_x, need_params, in_out=True
+                hs, weights_k, ctx.relus, grad[member], need_x, need_params, in_out=True
             )
             if g_x is not None:
                 grads_x.append(g_x)
-            grads_w.append(g_w)
-            grads_b.append(g_b)
+            member_w.append(g_w)
+            member_b.append(g_b)
         grad_x = None
         if need_x:
             grad_x = sum(grads_x[1:], grads_x[0]) if x.dim() == 2 else torch.stack(grads_x)
-        params: list[torch.Tensor | None] = [None] * (2 * n)
-        if need_params:
-            for layer in range(n):
-                params[2 * layer] = torch.stack([g[layer] for g in grads_w])
-                params[2 * layer + 1] = torch.stack([g[layer] for g in grads_b]).unsqueeze(1)
-        return grad_x, None, *params
+        grads_w = [torch.stack(layer) for layer in zip(*member_w, strict=True)]
+        grads_b = [torch.stack(layer).unsqueeze(1) for layer in zip(*member_b, strict=True)]
+        return grad_x, None, *_requested(ctx, grads_w, grads_b)
 
 
-def _ensemble_chains(
-    x: torch.Tensor, params: tuple[torch.Tensor, ...], relus: tuple[bool, ...]
-) -> list[list[torch.Tensor]]:
-    weights, biases = params[::2], params[1::2]
-    return [
-        _forward_chain(x_k, [w[k].t() for w in weights], [b[k, 0] for b in biases], relus)
-        for k, x_k in enumerate(_member_inputs(x, len(weights[0])))
-    ]
+def _run(
+    node: type[_MLP] | type[_EnsembleMLP],
+    x: torch.Tensor,
+    weights: list[torch.Tensor],
+    biases: list[torch.Tensor | None],
+    relus: tuple[bool, ...],
+) -> torch.Tensor:
+    """The network on the CPU kernels: one autograd node when gradients are needed, the bare
+    forward chain otherwise."""
+    params = tuple(p for pair in zip(weights, biases, strict=True) for p in pair)
+    if _needs_grad(x, *params):
+        return node.apply(x, relus, *params)
+    return node.output(x, params, relus)
 
 
 def mlp(
@@ -330,10 +310,7 @@ def mlp(
         for w, b, relu in zip(weights, biases, relus, strict=True):
             x = linear(x, w, b, relu)
         return x
-    params = [p for pair in zip(weights, biases, strict=True) for p in pair]
-    if _needs_grad(x, *params):
-        return _MLP.apply(x, relus, *params)
-    return _forward_chain(x, weights, list(biases), relus)[-1]
+    return _run(_MLP, x, weights, biases, relus)
 
 
 def ensemble_mlp(
@@ -348,10 +325,7 @@ def ensemble_mlp(
         for w, b, relu in zip(weights, biases, relus, strict=True):
             x = ensemble_linear(x, w, b, relu)
         return x
-    params = tuple(p for pair in zip(weights, biases, strict=True) for p in pair)
-    if _needs_grad(x, *params):
-        return _EnsembleMLP.apply(x, relus, *params)
-    return torch.stack([hs[-1] for hs in _ensemble_chains(x, params, relus)])
+    return _run(_EnsembleMLP, x, weights, biases, relus)
 
 
 class Linear(nn.Linear):

@@ -80,19 +80,19 @@ def test_backward_formulas_pass_gradcheck() -> None:
     w2 = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
     b2 = torch.randn(4, dtype=torch.float64, requires_grad=True)
     for relu in (False, True):
-        assert torch.autograd.gradcheck(fast._Linear.apply, (x, w2, b2, relu))
+        assert torch.autograd.gradcheck(fast._MLP.apply, (x, (relu,), w2, b2))
         for inputs in (x, xs):
-            assert torch.autograd.gradcheck(fast._EnsembleLinear.apply, (inputs, w, b, relu))
+            assert torch.autograd.gradcheck(fast._EnsembleMLP.apply, (inputs, (relu,), w, b))
 
 
 @ONEDNN
 def test_cpu_training_takes_the_onednn_path_and_export_does_not() -> None:
     x = torch.randn(64, 64)
     layer = Linear(64, 64)
-    assert type(linear(x, layer.weight, layer.bias).grad_fn).__name__ == "_LinearBackward"
+    assert type(linear(x, layer.weight, layer.bias).grad_fn).__name__ == "_MLPBackward"
     w = torch.randn(2, 64, 64, requires_grad=True)
     b = torch.zeros(2, 1, 64, requires_grad=True)
-    assert type(ensemble_linear(x, w, b).grad_fn).__name__ == "_EnsembleLinearBackward"
+    assert type(ensemble_linear(x, w, b).grad_fn).__name__ == "_EnsembleMLPBackward"
     with portable_kernels():
         assert type(layer(x).grad_fn).__name__ == "AddmmBackward0"
     traced = torch.jit.trace(layer.eval(), x)
@@ -188,3 +188,30 @@ def test_training_networks_are_one_node_each() -> None:
     assert type(y.grad_fn).__name__ == "_EnsembleMLPBackward"
     with portable_kernels():
         assert "Addmm" in type(mlp(x, weights, biases, (True, False)).grad_fn).__name__
+
+
+def test_linear_without_bias_matches_f_linear() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(64, 32, requires_grad=True)
+    weight = torch.randn(48, 32, requires_grad=True)
+
+    def run() -> torch.Tensor:
+        return linear(x, weight, None, relu=True)
+
+    inputs = [x, weight]
+    _close(_outputs_and_grads(run, inputs, False), _outputs_and_grads(run, inputs, True))
+
+
+def test_plain_outputs_may_be_activated_in_place() -> None:
+    """Encoders apply their activation in place on a layer's output (`activate`); the nodes
+    must not keep an output they only return."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 32, requires_grad=True)
+    w, b = torch.randn(48, 32, requires_grad=True), torch.randn(48, requires_grad=True)
+    ws, bs = torch.randn(2, 32, 48, requires_grad=True), torch.randn(2, 1, 48, requires_grad=True)
+    for layer in (lambda: linear(x, w, b), lambda: ensemble_linear(x, ws, bs)):
+
+        def run(layer=layer) -> torch.Tensor:
+            return torch.tanh_(layer())
+
+        _close(_outputs_and_grads(run, [x], False), _outputs_and_grads(run, [x], True))
