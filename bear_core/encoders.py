@@ -76,7 +76,7 @@ class VectorEncoder(nn.Module):
         h = obs if extra is None else torch.cat([obs, extra], dim=-1)
         if not self.fused:
             return apply_heads(self.mlp(h), heads)
-        layers = list(self.mlp[::2])  # Linear, ReLU, Linear, ReLU, ...: ReLU fused into Linear
+        layers = [m for m in self.mlp if isinstance(m, Linear)]  # each ReLU fused into its Linear
         weights, biases = [lin.weight for lin in layers], [lin.bias for lin in layers]
         relus = (True,) * len(layers)
         if heads:  # the heads as one more layer: its rows are all the heads' rows

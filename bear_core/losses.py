@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import torch
 
+from bear_core import optim
 from bear_core.augmentations import augmented_mean
 from bear_core.config import BEARConfig
 from bear_core.modules import BEARModules, TorchBatch, frozen
@@ -248,10 +249,10 @@ def _step(
     if not losses:
         return {}
     for optimizer, _ in losses.values():
-        optimizer.zero_grad(set_to_none=True)
+        optim.zero_grad(optimizer)
     torch.autograd.backward([loss for _, loss in losses.values()])
     for optimizer, _ in losses.values():
-        optimizer.step()
+        optim.step(optimizer)
     return {name: loss.detach() for name, (_, loss) in losses.items()}
 
 
