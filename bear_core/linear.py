@@ -89,9 +89,10 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
 
 def _weight_grad(x: torch.Tensor, grad: torch.Tensor, in_out: bool) -> torch.Tensor:
     """dL/dW for y = x W^T: grad^T x, [out, in] (or its transpose with `in_out`). Of the two
-    equal products the one whose transposed left operand (copied by oneDNN) is narrower runs."""
+    equal products the one whose transposed left operand (copied by oneDNN) is narrower runs;
+    on a tie, the one that yields the requested layout (no transposed copy later)."""
     x, grad = _rows(x), _rows(grad)
-    if x.shape[1] < grad.shape[1]:
+    if x.shape[1] < grad.shape[1] or (x.shape[1] == grad.shape[1] and in_out):
         w = _gemm(x.t(), grad.t())  # x^T g, [in, out]
         return w if in_out else w.t()
     w = _gemm(grad.t(), x.t())  # g^T x, [out, in]
@@ -101,6 +102,11 @@ def _weight_grad(x: torch.Tensor, grad: torch.Tensor, in_out: bool) -> torch.Ten
 def _member_inputs(x: torch.Tensor, n: int) -> list[torch.Tensor]:
     """Each member's input: x [K, M, in] per member, or x [M, in] shared by all."""
     return [x] * n if x.dim() == 2 else list(x)
+
+
+def _member_weights(weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each member's weight [out, in] (a view) of an ensemble weight [K, in, out]."""
+    return weight.transpose(1, 2).unbind(0)
 
 
 def _needs_grad(*tensors: torch.Tensor | None) -> bool:
@@ -234,10 +240,11 @@ class _EnsembleMLP(torch.autograd.Function):
         x: torch.Tensor, params: tuple[torch.Tensor, ...], relus: tuple[bool, ...]
     ) -> list[list[torch.Tensor]]:
         """Each member's chain [x_k, h_1, ..., h_L]."""
-        weights, biases = params[::2], params[1::2]
+        weights = list(zip(*(_member_weights(w) for w in params[::2]), strict=True))
+        biases = list(zip(*(b.squeeze(1).unbind(0) for b in params[1::2]), strict=True))
         return [
-            _forward_chain(x_k, [w[k].t() for w in weights], [b[k, 0] for b in biases], relus)
-            for k, x_k in enumerate(_member_inputs(x, len(weights[0])))
+            _forward_chain(x_k, list(weights[k]), list(biases[k]), relus)
+            for k, x_k in enumerate(_member_inputs(x, len(weights)))
         ]
 
     @staticmethod
@@ -265,9 +272,10 @@ class _EnsembleMLP(torch.autograd.Function):
         grads_x: list[torch.Tensor] = []
         member_w: list[list[torch.Tensor]] = []
         member_b: list[list[torch.Tensor]] = []
+        member_weights = list(zip(*(_member_weights(w) for w in weights), strict=True))
         for member, x_k in enumerate(_member_inputs(x, k)):
             hs = [x_k, *saved[1 + member * n : 1 + (member + 1) * n]]
-            weights_k = [w[member].t() for w in weights]
+            weights_k = list(member_weights[member])
             g_x, g_w, g_b = _backward_chain(
                 hs, weights_k, ctx.relus, grad[member], need_x, need_params, in_out=True
             )

@@ -46,6 +46,8 @@ class QDistribution:
     def expected(self) -> torch.Tensor:
         """E[Z] per critic and row, [K, M]."""
         if self.weights is None:
+            if self.quantiles.shape[-1] == 1:  # 'mean': the one value is Q itself
+                return self.quantiles[..., 0]
             return self.quantiles.mean(dim=-1)
         return (self.quantiles * self.weights).sum(dim=-1)
 
