@@ -84,7 +84,8 @@ def _gemm(
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(-1, t.shape[-1])
+    """t as a matrix [M, last dim]."""
+    return t if t.dim() == 2 else t.reshape(-1, t.shape[-1])
 
 
 def _weight_grad(x: torch.Tensor, grad: torch.Tensor, in_out: bool) -> torch.Tensor:
