@@ -9,6 +9,9 @@ dtypes) the optimizer's own `step()` runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch.optim import optimizer as torch_optimizer
 
@@ -23,50 +26,75 @@ def zero_grad(optimizer: torch.optim.Optimizer) -> None:
 @torch.no_grad()
 def step(optimizer: torch.optim.Optimizer) -> None:
     """optimizer.step()."""
-    if not _fast_path_applies(optimizer):
+    batches = _fused_batches(optimizer)
+    if batches is None:
         optimizer.step()
         return
-    for group in optimizer.param_groups:
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            continue
-        states = [optimizer.state[p] for p in params]
-        if not all(states) or not _one_device_and_dtype(params):
-            optimizer.step()  # lazy state creation, or a case torch groups itself
-            return
-        steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
-        beta1, beta2 = group["betas"]
+    for batch in batches:
+        torch._foreach_add_(batch.steps, 1)
+        beta1, beta2 = batch.group["betas"]
         torch._fused_adam_(
-            params,
-            [p.grad for p in params],
-            [s["exp_avg"] for s in states],
-            [s["exp_avg_sq"] for s in states],
+            batch.params,
+            [p.grad for p in batch.params],
+            batch.exp_avgs,
+            batch.exp_avg_sqs,
             [],
-            steps,
+            batch.steps,
             amsgrad=False,
-            lr=group["lr"],
+            lr=batch.group["lr"],
             beta1=beta1,
             beta2=beta2,
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
-            maximize=group["maximize"],
+            weight_decay=batch.group["weight_decay"],
+            eps=batch.group["eps"],
+            maximize=batch.group["maximize"],
             grad_scale=None,
             found_inf=None,
         )
 
 
-def _fast_path_applies(optimizer: torch.optim.Optimizer) -> bool:
+@dataclass
+class _Batch:
+    """One parameter group's tensors for one fused kernel call."""
+
+    group: dict[str, Any]
+    params: list[torch.Tensor]
+    exp_avgs: list[torch.Tensor]
+    exp_avg_sqs: list[torch.Tensor]
+    steps: list[torch.Tensor]
+
+
+def _fused_batches(optimizer: torch.optim.Optimizer) -> list[_Batch] | None:
+    """Every group's kernel call, or None where torch's own step must run (decided for all
+    groups before any is stepped)."""
     if type(optimizer) is not torch.optim.Adam:
-        return False
+        return None
     if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
-        return False
+        return None
     if torch_optimizer._global_optimizer_pre_hooks or torch_optimizer._global_optimizer_post_hooks:
-        return False
-    return all(_plain_fused(group) for group in optimizer.param_groups)
+        return None
+    batches = []
+    for group in optimizer.param_groups:
+        if not _plain_fused(group):
+            return None
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            continue
+        states = [optimizer.state[p] for p in params]
+        if not all(states) or not _one_device_and_dtype(params):
+            return None  # lazy state creation, or a case torch groups itself
+        batches.append(
+            _Batch(
+                group,
+                params,
+                [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states],
+                [s["step"] for s in states],
+            )
+        )
+    return batches
 
 
-def _plain_fused(group: dict) -> bool:
+def _plain_fused(group: dict[str, Any]) -> bool:
     return (
         bool(group.get("fused"))
         and not group["amsgrad"]

@@ -109,3 +109,17 @@ def test_zero_grad_drops_every_gradient() -> None:
     assert all(p.grad is not None for p in net.parameters())
     optim.zero_grad(optimizer)
     assert all(p.grad is None for p in net.parameters())
+
+
+def test_a_new_group_without_state_steps_every_group_once() -> None:
+    reference, lean = _net(), _net()
+    ref_opt = torch.optim.Adam(reference[0].parameters(), lr=1e-3, fused=True)
+    lean_opt = torch.optim.Adam(lean[0].parameters(), lr=1e-3, fused=True)
+    _train(reference, ref_opt, lean=False, steps=2)
+    _train(lean, lean_opt, lean=True, steps=2)
+    ref_opt.add_param_group({"params": list(reference[2].parameters()), "lr": 3e-4})
+    lean_opt.add_param_group({"params": list(lean[2].parameters()), "lr": 3e-4})
+    _train(reference, ref_opt, lean=False, steps=3)
+    _train(lean, lean_opt, lean=True, steps=3)
+    _same(reference, lean, ref_opt, lean_opt)
+    assert lean_opt.state[lean[0].weight]["step"].item() == 5
