@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -307,6 +307,22 @@ def _run(
     return node.output(x, params, relus)
 
 
+def _network(
+    node: type[_MLP] | type[_EnsembleMLP],
+    layer: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    weights: list[torch.Tensor],
+    biases: list[torch.Tensor],
+    relus: tuple[bool, ...],
+) -> torch.Tensor:
+    """`node` on the CPU kernels; elsewhere the chain layer by layer with `layer`."""
+    if _cpu_kernels(x):
+        return _run(node, x, weights, biases, relus)
+    for w, b, relu in zip(weights, biases, relus, strict=True):
+        x = layer(x, w, b, relu)
+    return x
+
+
 def mlp(
     x: torch.Tensor,
     weights: list[torch.Tensor],
@@ -315,11 +331,7 @@ def mlp(
 ) -> torch.Tensor:
     """A chain of `linear` layers (weights [out, in]), ReLU after layer l when relus[l], as one
     autograd node on the CPU kernels."""
-    if not _cpu_kernels(x):
-        for w, b, relu in zip(weights, biases, relus, strict=True):
-            x = linear(x, w, b, relu)
-        return x
-    return _run(_MLP, x, weights, biases, relus)
+    return _network(_MLP, linear, x, weights, biases, relus)
 
 
 def ensemble_mlp(
@@ -330,11 +342,7 @@ def ensemble_mlp(
 ) -> torch.Tensor:
     """A chain of `ensemble_linear` layers (weights [K, in, out]), ReLU after layer l when
     relus[l], as one autograd node on the CPU kernels: [K, M, in] or [M, in] -> [K, M, out]."""
-    if not _cpu_kernels(x):
-        for w, b, relu in zip(weights, biases, relus, strict=True):
-            x = ensemble_linear(x, w, b, relu)
-        return x
-    return _run(_EnsembleMLP, x, weights, biases, relus)
+    return _network(_EnsembleMLP, ensemble_linear, x, weights, biases, relus)
 
 
 class Linear(nn.Linear):
