@@ -1,7 +1,7 @@
 """Container health check (exit 0 healthy, 1 unhealthy), standard library only.
 
-    healthcheck.py           the API answers GET /v2/health/ready with 200
-    healthcheck.py --worker  the training-job worker's heartbeat is fresh
+healthcheck.py           the API answers GET /v2/health/ready with 200
+healthcheck.py --worker  the training-job worker's heartbeat is fresh
 """
 
 from __future__ import annotations
