@@ -11,7 +11,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "BEAR": "bear_core.algo",
+    "BEAR": "bear_core.bear.algo",
     "BEARConfig": "bear_core.config",
     "MDPDataset": "bear_core.dataset",
     "Episode": "bear_core.dataset",

@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bear_core import scorers as scorer_lib
-    from bear_core.algo import BEAR
+    from bear_core.bear.algo import BEAR
     from bear_core.dataset import read_hdf5
 
     params = parse_overrides(args.set)
@@ -156,7 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     stop = StopFlag()
     stop.install()
     out = Path(args.out)
-    from bear_core.training import fitter
+    from bear_core.training.loop import fitter
 
     for _ in fitter(
         algo,
@@ -200,7 +200,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def load_trained(model: str | Path) -> Any:
     """A BEAR from a run directory (its checkpoint.pt) or from a model_<epoch>.pt file."""
-    from bear_core.algo import BEAR
+    from bear_core.bear.algo import BEAR
 
     path = Path(model)
     if path.is_dir():
@@ -230,7 +230,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: data, training and evaluation, all local files."""
-    from bear_core.algo import BEAR
+    from bear_core.bear.algo import BEAR
     from bear_core.dataset import generate_pendulum_dataset
     from bear_core.scorers import evaluate_on_environment
 
@@ -241,7 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"dataset: {data_path} ({dataset.n_transitions} transitions)", flush=True)
     params = {**DEMO_PARAMS, **parse_overrides(args.set)}
     algo = BEAR(**params)
-    from bear_core.training import fitter
+    from bear_core.training.loop import fitter
 
     for _ in fitter(algo, dataset, show_progress=False, tensorboard=False, run_dir=out / "run"):
         pass

@@ -27,7 +27,7 @@ import pytest
 import torch
 
 import bear_core
-import bear_core.export
+import bear_core.export.bundle_export
 from bear_core import BEAR
 from bear_core.bundle import FORMAT_VERSION, BundleError, PolicyBundle, load_bundle
 from bear_core.bundle.manifest import manifest_digest
@@ -562,7 +562,7 @@ def test_export_over_a_file_is_refused(exported: Exported, tmp_path: Path) -> No
 def test_a_failed_export_leaves_nothing_behind(
     exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_export_onnx = bear_core.export.export_onnx
+    real_export_onnx = bear_core.export.bundle_export.export_onnx
     written: list[Path] = []
 
     def fail_on_second_graph(*args: Any, **kwargs: Any) -> None:
@@ -572,7 +572,7 @@ def test_a_failed_export_leaves_nothing_behind(
         real_export_onnx(*args, **kwargs)
         written.append(path)
 
-    monkeypatch.setattr(bear_core.export, "export_onnx", fail_on_second_graph)
+    monkeypatch.setattr(bear_core.export.bundle_export, "export_onnx", fail_on_second_graph)
     target = tmp_path / "out" / "bundle"
     with pytest.raises(RuntimeError, match="midway"):
         exported.algo.export_bundle(target)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bear_core.dataset import Episode, MDPDataset, generate_pendulum_dataset
-from bear_core.dynamics import (
+from bear_core.dynamics.probabilistic_ensemble import (
     DYNAMICS_SCORERS,
     ProbabilisticEnsembleDynamics,
     dynamics_observation_prediction_error_scorer,

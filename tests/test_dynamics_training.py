@@ -11,7 +11,7 @@ import torch
 
 from bear_core import BEAR
 from bear_core.dataset import MDPDataset
-from bear_core.dynamics import ProbabilisticEnsembleDynamics
+from bear_core.dynamics.probabilistic_ensemble import ProbabilisticEnsembleDynamics
 from tests.conftest import TINY
 
 SMALL_DYNAMICS = {"n_ensembles": 3, "hidden_units": [32, 32], "n_epochs": 2, "batch_size": 32}
@@ -52,7 +52,8 @@ def test_a_fitted_dynamics_object_is_used_as_given(dataset: MDPDataset, tmp_path
 
 def test_mixed_batches_hold_real_and_model_rows(dataset: MDPDataset, tmp_path: Path) -> None:
     from bear_core.dataset import TransitionBuffer
-    from bear_core.training import ModelRollouts, _device_data
+    from bear_core.training.loop import _device_data
+    from bear_core.training.rollouts import ModelRollouts
 
     algo = BEAR(**TINY, dynamics={"type": "probabilistic_ensemble", "params": SMALL_DYNAMICS},
                 rollout_batch_size=8, rollout_horizon=3, real_ratio=0.25)  # fmt: skip

@@ -1,4 +1,4 @@
-"""bear_core.linear: the CPU products give what torch's own ops give, gradients included."""
+"""The CPU products (kernels.fused_linear) give what torch's own ops give, gradients included."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from itertools import pairwise
 import pytest
 import torch
 
-from bear_core import linear as fast
-from bear_core.linear import (
+from bear_core.networks.kernels import fused_linear as fast
+from bear_core.networks.kernels.fused_linear import (
     Linear,
     ensemble_linear,
     ensemble_mlp,

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bear_core.algo import BEAR
-from bear_core.dataset.batch import TransitionBatch
-from bear_core.losses import (
+from bear_core.bear.algo import BEAR
+from bear_core.bear.losses import (
     actor_loss,
     alpha_loss,
     critic_loss,
@@ -17,7 +16,8 @@ from bear_core.losses import (
     mmd,
     temperature_loss,
 )
-from bear_core.q_functions import QDistribution, quantile_huber_loss
+from bear_core.dataset.batch import TransitionBatch
+from bear_core.networks.q_functions import QDistribution, quantile_huber_loss
 from tests.conftest import ACTION_SIZE, OBS_SIZE, TINY
 
 

@@ -1,4 +1,4 @@
-"""bear_core.optim: the lean steps are torch's optimizer steps, bit for bit, state included."""
+"""kernels.fused_adam: lean Adam steps are torch's optimizer steps, bit for bit, state included."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from bear_core import optim
+from bear_core.networks.kernels import fused_adam
 
 
 def _net() -> nn.Module:
@@ -28,11 +28,11 @@ def _train(
     generator = torch.Generator().manual_seed(1)
     for _ in range(steps):
         x = torch.randn(16, 5, generator=generator)
-        optim.zero_grad(optimizer) if lean else optimizer.zero_grad(set_to_none=True)
+        fused_adam.zero_grad(optimizer) if lean else optimizer.zero_grad(set_to_none=True)
         net(x).pow(2).mean().backward()
         if frozen_bias:
             net[2].bias.grad = None
-        optim.step(optimizer) if lean else optimizer.step()
+        fused_adam.step(optimizer) if lean else optimizer.step()
 
 
 def _same(a: nn.Module, b: nn.Module, oa: torch.optim.Optimizer, ob: torch.optim.Optimizer) -> None:
@@ -107,7 +107,7 @@ def test_zero_grad_drops_every_gradient() -> None:
     optimizer = ADAMS["fused"](net)
     net(torch.randn(3, 5)).sum().backward()
     assert all(p.grad is not None for p in net.parameters())
-    optim.zero_grad(optimizer)
+    fused_adam.zero_grad(optimizer)
     assert all(p.grad is None for p in net.parameters())
 
 

@@ -11,8 +11,8 @@ import torch
 from bear_core import BEAR
 from bear_core.bundle import load_bundle
 from bear_core.dataset import MDPDataset
-from bear_core.encoders import EncoderSpec, SharedEncoder
-from bear_core.q_functions import CriticEnsemble
+from bear_core.networks.encoders import EncoderSpec, SharedEncoder
+from bear_core.networks.q_functions import CriticEnsemble
 from tests.conftest import ACTION_SIZE, OBS_SIZE, TINY
 
 Q_FUNC_TYPES = ["mean", "qr", "iqn", "fqf"]

@@ -13,7 +13,7 @@ picks actions with them, the actor maximises their minimum, predict_value averag
 reports their std, and the exported critics graph outputs them. `distribution` gives the
 quantiles for the TD loss.
 
-The K critics run as one ensemble of layers (`bear_core.linear`: for ReLU vector encoders the
+The K critics run as one ensemble of layers (`kernels.fused_linear`: for ReLU vector encoders the
 whole MLP, with the mean/qr head, is one autograd node of per-member oneDNN products on the CPU;
 batched matmuls on CUDA). `share_encoder` gives all critics one encoder whose gradient is
 divided by K, each critic keeping its own head.
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bear_core.encoders import EncoderSpec, build_ensemble_encoder
-from bear_core.networks import EnsembleLinear
+from bear_core.networks.encoders import EncoderSpec, build_ensemble_encoder
+from bear_core.networks.layers import EnsembleLinear
 
 QUANTILE_HUBER_KAPPA = 1.0
 

@@ -1,4 +1,4 @@
-"""BEAR: the reference's public API over BEARModules (networks) and `losses.update_step` (math).
+"""BEAR: the reference's public API over BEARModules (networks) and `update.update_step`.
 
 Scalers live at this boundary: observations are scaled and actions mapped between the data's own
 range and tanh's [-1, 1] here, never inside the math.
@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from bear_core.bear.modules import BEARModules, TorchBatch
+from bear_core.bear.update import update_step
 from bear_core.config import BEARConfig
 from bear_core.dataset.batch import TransitionBatch
 from bear_core.device import resolve_device
 from bear_core.errors import NotBuiltError
 from bear_core.io_utils import atomic_write_with
-from bear_core.losses import update_step
-from bear_core.modules import BEARModules, TorchBatch
 
 # Parameters that shape the networks: fixed once they are built.
 STRUCTURAL = frozenset(
@@ -100,7 +100,7 @@ class BEAR:
         spec = self._config.dynamics
         if spec is None or not isinstance(spec, dict):
             return spec
-        from bear_core.dynamics import ProbabilisticEnsembleDynamics
+        from bear_core.dynamics.probabilistic_ensemble import ProbabilisticEnsembleDynamics
 
         try:
             return ProbabilisticEnsembleDynamics.from_params(spec["params"])
@@ -193,7 +193,7 @@ class BEAR:
 
     def fitter(self, episodes: Any, **kwargs: Any) -> Iterator[tuple[int, dict[str, float]]]:
         """`fit` as a generator of (epoch, metrics), one item per finished epoch."""
-        from bear_core.training import fitter
+        from bear_core.training.loop import fitter
 
         return fitter(self, episodes, **kwargs)
 
@@ -350,14 +350,14 @@ class BEAR:
     def save_policy(self, fname: str | Path, as_onnx: bool = False) -> None:
         """Save the greedy policy (scalers included, output in the data's action range) as
         TorchScript or, with as_onnx, ONNX. Both run without bear_core."""
-        from bear_core.export import save_greedy_policy
+        from bear_core.export.bundle_export import save_greedy_policy
 
         save_greedy_policy(self._require_impl(), fname, as_onnx=as_onnx)
 
     def export_bundle(self, path: str | Path) -> Path:
         """Write a policy bundle directory (policy, sampler and critic ensemble as ONNX plus
         manifest.json) for the torch-free runtime `bear_core.bundle.load_bundle`. Atomic."""
-        from bear_core.export import export_bundle
+        from bear_core.export.bundle_export import export_bundle
 
         provenance = {**self.provenance, "epochs": self.epoch, "total_steps": self.total_step}
         params = json.loads(json.dumps(self.params_json()))

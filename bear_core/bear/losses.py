@@ -1,6 +1,6 @@
 """BEAR's math, top to bottom (Kumar et al. 2019, arXiv 1906.00949; canonical form of
 bear_anchor §1). Each loss is a pure function of tensors and modules: nothing here steps an
-optimizer except `update_step`, the short recipe at the bottom that orders one gradient step.
+optimizer: `bear_core.bear.update.update_step` is the short recipe that orders one gradient step.
 
 Symbols: s, a, r, s', d a batch of transitions; pi_phi the policy; pi_beta the behaviour model;
 Q_1..Q_K the critics and Q'_k their Polyak targets; T the SAC temperature; alpha the Lagrange
@@ -24,16 +24,11 @@ Deliberate choices, where the reference implementations differ from each other:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from bear_core import optim
-from bear_core.augmentations import augmented_mean
-from bear_core.config import BEARConfig
-from bear_core.modules import BEARModules, TorchBatch, frozen
-from bear_core.q_functions import QDistribution, quantile_huber_loss
+from bear_core.networks.q_functions import QDistribution, quantile_huber_loss
 
 LOG_ALPHA_MIN, LOG_ALPHA_MAX = -5.0, 10.0
 
@@ -175,123 +170,6 @@ def alpha_loss(log_alpha: torch.Tensor, mmd_value: torch.Tensor, epsilon: float)
     return -(log_alpha.exp() * (mmd_value.detach() - epsilon)).mean()
 
 
-# --- one gradient step --------------------------------------------------------------------------
-
-
-def update_step(
-    m: BEARModules,
-    cfg: BEARConfig,
-    batch: TorchBatch,
-    *,
-    rl_started: bool,
-    update_actor: bool,
-) -> dict[str, torch.Tensor]:
-    """Imitator and critics (after warm-up); then every update_actor_interval steps: actor,
-    temperature and alpha, and the target critics. Returns detached metrics. Losses of
-    disjoint parameters share one backward pass; each keeps its own optimizer.
-
-    With `augmentation`, the imitator, target, critic and actor losses are averaged over
-    n_augmentations independent draws of augmented observations (the reference's recipe)."""
-    s, a = batch.observations, batch.actions
-    B, A, n = a.shape[0], a.shape[1], cfg.n_action_samples
-    metrics: dict[str, torch.Tensor] = {}
-
-    def over_draws(
-        loss_of: Callable[[torch.Tensor], torch.Tensor], obs: torch.Tensor
-    ) -> torch.Tensor:
-        return augmented_mean(loss_of, obs, m.augmentation, cfg.n_augmentations, m.generator)
-
-    # pi_beta: L(beta) on (s, a) ~ D
-    noise = m.noise(B, m.imitator_noise_size)
-    loss = over_draws(lambda obs: m.imitator.loss(obs, a, noise), s)
-    losses = {"imitator_loss": (m.imitator_optim, loss)}
-
-    temperature = m.log_temp.value.exp().detach()
-    if rl_started:
-        # Q_k: regress on y built from n samples a_j ~ pi(.|s') and the target critics Q'_k
-        def target(next_s: torch.Tensor) -> torch.Tensor:
-            next_obs = next_s.unsqueeze(1).expand(B, n, *next_s.shape[1:])  # [B, n, D]
-            _, next_actions, next_log_prob = m.policy.sample_n(next_s, m.noise(B, n, A))
-            next_z = m.target_critics.distribution(next_obs, next_actions)  # rows B * n
-            return critic_target(
-                batch.rewards,
-                batch.terminals,
-                next_z.quantiles.reshape(cfg.n_critics, B, n, -1),
-                next_z.expected().reshape(cfg.n_critics, B, n),
-                next_log_prob,
-                cfg.gamma,
-                cfg.lam,
-                temperature,
-            )
-
-        with torch.no_grad():
-            y = over_draws(target, batch.next_observations)
-        masks = m.bootstrap_masks(B) if cfg.bootstrap else None
-
-        def td_loss(obs: torch.Tensor) -> torch.Tensor:
-            loss = critic_loss(m.critics.distribution(obs, a, m.generator), y, masks)
-            return loss + m.critics.fraction_loss(obs, a)  # FQF's fraction proposal (0 otherwise)
-
-        losses["critic_loss"] = (m.critic_optim, over_draws(td_loss, s))
-    metrics.update(_step(losses))
-
-    if not update_actor:
-        return metrics
-
-    # pi_phi: n reparameterised samples serve the MMD; the first one also serves the SAC term
-    alpha = m.log_alpha.value.exp().detach()
-    draws: list[tuple[torch.Tensor, torch.Tensor]] = []  # (MMD [B], log pi [B]) of each draw
-
-    def policy_loss(obs: torch.Tensor) -> torch.Tensor:
-        pre_tanh, actions, log_prob = m.policy.sample_n(obs, m.noise(B, n, A))  # [B,n,A], [B,n]
-        with torch.no_grad():
-            behaviour = m.imitator.sample_n_pre_tanh(obs, m.noise(B, n, m.imitator_noise_size))
-        mmd_value = mmd(pre_tanh, behaviour, cfg.mmd_kernel, cfg.mmd_sigma)  # [B]
-        draws.append((mmd_value.detach(), log_prob[:, 0].detach()))
-        q_min = None
-        if rl_started:
-            with frozen(m.critics):
-                q_min = m.critics(obs, actions[:, 0], m.generator).min(dim=0).values  # [B]
-        return actor_loss(q_min, log_prob[:, 0], mmd_value, temperature, alpha, cfg.alpha_threshold)
-
-    losses = {"actor_loss": (m.actor_optim, over_draws(policy_loss, s))}
-    mmd_value = torch.stack([d[0] for d in draws]).mean(dim=0)
-    log_prob = torch.stack([d[1] for d in draws]).mean(dim=0)
-    metrics["mmd"] = mmd_value.mean()
-
-    # T and alpha: their losses see this step's detached log pi and MMD (the actor used the
-    # values from before their update)
-    if rl_started and cfg.temp_learning_rate > 0:
-        losses["temp_loss"] = (m.temp_optim, temperature_loss(m.log_temp.value, log_prob, A))
-    if cfg.alpha_learning_rate > 0:
-        loss = alpha_loss(m.log_alpha.value, mmd_value, cfg.alpha_threshold)
-        losses["alpha_loss"] = (m.alpha_optim, loss)
-    metrics.update(_step(losses))
-    if cfg.alpha_learning_rate > 0:
-        m.log_alpha.clamp_(LOG_ALPHA_MIN, LOG_ALPHA_MAX)
-    metrics["temp"] = m.log_temp.value.detach().exp()
-    metrics["alpha"] = m.log_alpha.value.detach().exp()
-
-    if rl_started:
-        m.update_targets(cfg.tau)  # Q'_k <- tau Q_k + (1 - tau) Q'_k
-    return metrics
-
-
-def _step(
-    losses: dict[str, tuple[torch.optim.Optimizer, torch.Tensor]],
-) -> dict[str, torch.Tensor]:
-    """One backward pass through all the losses (of disjoint parameters), then each optimizer's
-    step; returns the detached losses by name."""
-    if not losses:
-        return {}
-    for optimizer, _ in losses.values():
-        optim.zero_grad(optimizer)
-    torch.autograd.backward([loss for _, loss in losses.values()])
-    for optimizer, _ in losses.values():
-        optim.step(optimizer)
-    return {name: loss.detach() for name, (_, loss) in losses.items()}
-
-
 __all__ = [
     "actor_loss",
     "alpha_loss",
@@ -300,5 +178,4 @@ __all__ = [
     "kernel",
     "mmd",
     "temperature_loss",
-    "update_step",
 ]

@@ -20,10 +20,11 @@ from torch import nn
 
 from bear_core.augmentations import AugmentationPipeline
 from bear_core.config import BEARConfig
-from bear_core.encoders import EncoderSpec, build_encoder
-from bear_core.networks import RegressorImitator, SquashedGaussianPolicy, VAEImitator
-from bear_core.preprocessing import ActionScaler, ObservationScaler
-from bear_core.q_functions import CriticEnsemble
+from bear_core.networks.encoders import EncoderSpec, build_encoder
+from bear_core.networks.imitators import RegressorImitator, VAEImitator
+from bear_core.networks.policies import SquashedGaussianPolicy
+from bear_core.networks.q_functions import CriticEnsemble
+from bear_core.preprocessing.scalers import ActionScaler, ObservationScaler
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,8 @@ from bear_core.dataset import Episode, MDPDataset, TransitionBuffer
 from bear_core.device import resolve_device
 from bear_core.errors import NotBuiltError
 from bear_core.io_utils import atomic_write_with
-from bear_core.networks import EnsembleLinear
-from bear_core.preprocessing import ObservationScaler
+from bear_core.networks.layers import EnsembleLinear
+from bear_core.preprocessing.scalers import ObservationScaler
 from bear_core.scorers import WINDOW_SIZE
 
 __all__ = [

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from bear_core.config import DEFAULT_FEATURE_SIZE, DEFAULT_FILTERS, DEFAULT_HIDDEN_UNITS
-from bear_core.linear import Linear, ensemble_mlp
-from bear_core.linear import mlp as mlp_kernel
-from bear_core.networks import Activation, EnsembleBatchNorm, EnsembleLinear, activate, mlp
+from bear_core.networks.kernels.fused_linear import Linear, ensemble_mlp
+from bear_core.networks.kernels.fused_linear import mlp as mlp_kernel
+from bear_core.networks.layers import Activation, EnsembleBatchNorm, EnsembleLinear, activate, mlp
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class PixelEncoder(nn.Module):
 
 
 class EnsembleVectorEncoder(nn.Module):
-    """K separate MLPs on [s, extra] as ensemble layers (see bear_core.linear): -> [K, M, H]."""
+    """K separate MLPs on [s, extra] as ensemble layers (see kernels.fused_linear): -> [K, M, H]."""
 
     def __init__(self, n: int, spec: EncoderSpec, extra_size: int = 0) -> None:
         super().__init__()

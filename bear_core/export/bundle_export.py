@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bear_core.bear.modules import BEARModules
 from bear_core.bundle.manifest import (
     FORMAT_VERSION,
     GRAPH_FILES,
@@ -25,8 +26,7 @@ from bear_core.bundle.manifest import (
     sha256_file,
 )
 from bear_core.io_utils import atomic_write_json, atomic_write_with
-from bear_core.linear import portable_kernels
-from bear_core.modules import BEARModules
+from bear_core.networks.kernels.fused_linear import portable_kernels
 
 ONNX_OPSET = 18
 EXPORT_PARITY_ATOL = 1e-4  # export refuses a bundle whose ONNX drifts further from torch

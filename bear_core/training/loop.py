@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from bear_core.algo import metrics_to_floats
+from bear_core.bear.algo import metrics_to_floats
+from bear_core.bear.modules import TorchBatch
 from bear_core.dataset import Episode, MDPDataset, TransitionBuffer
-from bear_core.modules import TorchBatch
+from bear_core.training.rollouts import ModelRollouts
 
 if TYPE_CHECKING:
-    from bear_core.algo import BEAR
+    from bear_core.bear.algo import BEAR
 
 Scorer = Callable[[Any, Sequence[Episode]], float]
 CHECKPOINT = "checkpoint.pt"
-DYNAMICS_FILE = "dynamics.pt"
 PROGRESS_INTERVAL_S = 1.0
 
 
@@ -152,71 +152,6 @@ def fitter(
         logger.close()
 
 
-class ModelRollouts:
-    """MOPO-style model data: every rollout_interval steps, short rollouts of the dynamics model
-    from dataset states under the current policy replace the synthetic transitions, and each
-    mini-batch takes real_ratio of its rows from the dataset and the rest from them."""
-
-    def __init__(
-        self, algo: BEAR, buffer: TransitionBuffer, directory: Path, episodes: list[Episode]
-    ) -> None:
-        self.algo, self.buffer, self.dynamics = algo, buffer, algo.dynamics
-        if len(buffer.observation_shape) != 1:
-            raise ValueError("dynamics models vector observations only, not pixels")
-        saved = directory / DYNAMICS_FILE
-        if self.dynamics.observation_size is None and saved.exists():
-            self.dynamics.load_model(saved)
-        if self.dynamics.observation_size is None:  # not fitted yet: fit on the same data
-            self.dynamics.fit(episodes)
-            self.dynamics.save_model(saved)
-        self.generator = torch.Generator(device=self.dynamics.device)
-        self.generator.manual_seed(algo.config.seed + 1)
-        self.synthetic: tuple[torch.Tensor, ...] | None = None
-
-    def mixed_batch(self, data: tuple[torch.Tensor, ...], step: int) -> TorchBatch:
-        cfg, m = self.algo.config, self.algo.impl
-        assert m is not None
-        if self.synthetic is None or step % cfg.rollout_interval == 0:
-            self.synthetic = self._rollouts()
-        n_real = max(1, round(cfg.batch_size * cfg.real_ratio))
-        real = torch.randint(len(data[0]), (n_real,), generator=m.generator, device=m.device)
-        fake = torch.randint(
-            len(self.synthetic[0]), (cfg.batch_size - n_real,), generator=m.generator,
-            device=m.device,
-        )  # fmt: skip
-        return TorchBatch(
-            *(torch.cat([d[real], f[fake]]) for d, f in zip(data, self.synthetic, strict=True))
-        )
-
-    @torch.no_grad()
-    def _rollouts(self) -> tuple[torch.Tensor, ...]:
-        cfg, m = self.algo.config, self.algo.impl
-        assert m is not None
-        device = self.dynamics.device
-        m.eval()  # update_on_device switches back to training mode
-        rows = torch.randint(
-            len(self.buffer), (cfg.rollout_batch_size,), generator=self.generator, device=device
-        )
-        starts = torch.as_tensor(self.buffer.observations[rows.cpu().numpy()], device=device)
-
-        def policy(obs: torch.Tensor) -> torch.Tensor:  # data units in and out
-            scaled = m.observation_scaler(obs.to(m.device))
-            noise = m.noise(len(obs), 1, m.action_size)
-            _, actions, _ = m.policy.sample_n(scaled, noise)
-            return m.action_scaler.reverse(actions[:, 0]).to(device)
-
-        out = self.dynamics.rollout(
-            starts, policy, cfg.rollout_horizon, self.generator, cfg.reward_penalty
-        )
-        return (
-            m.observation_scaler(out["observations"].to(m.device)),
-            m.action_scaler(out["actions"].to(m.device)),
-            out["rewards"].to(m.device).reshape(-1),
-            m.observation_scaler(out["next_observations"].to(m.device)),
-            out["terminals"].to(m.device).reshape(-1),
-        )
-
-
 def _episodes(episodes: MDPDataset | Sequence[Episode], name: str) -> tuple[list[Episode], Any]:
     if isinstance(episodes, MDPDataset):
         return list(episodes.episodes), episodes.action_bounds
@@ -287,7 +222,7 @@ def _device_data(buffer: TransitionBuffer, m: Any) -> tuple[torch.Tensor, ...]:
 
 
 def _logger(directory: Path, tensorboard: bool, verbose: bool) -> Any:
-    from bear_core.logger import RunLogger
+    from bear_core.training.run_logger import RunLogger
 
     return RunLogger(directory, tensorboard=tensorboard, verbose=verbose)
 

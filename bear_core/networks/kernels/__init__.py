@@ -1,0 +1,1 @@
+"""The CPU speed kernels the networks and optimizers run on."""

@@ -1,0 +1,1 @@
+"""Scalers for observations and actions, as torch modules baked into every exported graph."""
