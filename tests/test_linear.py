@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from itertools import pairwise
 
 import pytest
 import torch
 
+from bear_core.networks import kernels
 from bear_core.networks.kernels import fused_linear as fast
 from bear_core.networks.kernels.fused_linear import (
     Linear,
@@ -14,19 +16,22 @@ from bear_core.networks.kernels.fused_linear import (
     ensemble_mlp,
     linear,
     mlp,
-    portable_kernels,
 )
 
-ONEDNN = pytest.mark.skipif(not fast._ONEDNN_AVAILABLE, reason="no oneDNN linear on this CPU")
+ONEDNN = pytest.mark.skipif(not kernels.ONEDNN_AVAILABLE, reason="no oneDNN linear on this CPU")
+
+
+@pytest.fixture(autouse=True)
+def _fast_kernels() -> Iterator[None]:
+    """These tests compare the fast kernels with torch's ops, whatever BEAR_KERNELS says."""
+    with kernels.use("fast"):
+        yield
 
 
 def _outputs_and_grads(fn, inputs: list[torch.Tensor], portable: bool) -> list[torch.Tensor]:
     for t in inputs:
         t.grad = None
-    if portable:
-        with portable_kernels():
-            y = fn()
-    else:
+    with kernels.use("portable" if portable else "fast"):
         y = fn()
     weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=y.dtype)
     (y * weights).sum().backward()
@@ -93,7 +98,7 @@ def test_cpu_training_takes_the_onednn_path_and_export_does_not() -> None:
     w = torch.randn(2, 64, 64, requires_grad=True)
     b = torch.zeros(2, 1, 64, requires_grad=True)
     assert type(ensemble_linear(x, w, b).grad_fn).__name__ == "_EnsembleMLPBackward"
-    with portable_kernels():
+    with kernels.portable():
         assert type(layer(x).grad_fn).__name__ == "AddmmBackward0"
     traced = torch.jit.trace(layer.eval(), x)
     assert "mkldnn" not in str(traced.graph)
@@ -186,7 +191,7 @@ def test_training_networks_are_one_node_each() -> None:
     member_biases = [torch.zeros(2, 1, 64, requires_grad=True)] * 2
     y = ensemble_mlp(x, members, member_biases, (True, False))
     assert type(y.grad_fn).__name__ == "_EnsembleMLPBackward"
-    with portable_kernels():
+    with kernels.portable():
         assert "Addmm" in type(mlp(x, weights, biases, (True, False)).grad_fn).__name__
 
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
 from torch import nn
 
+from bear_core.networks import kernels
 from bear_core.networks.kernels import fused_adam
+
+
+@pytest.fixture(autouse=True)
+def _fast_kernels() -> Iterator[None]:
+    """The lean step is the `fast` kernels' path, whatever BEAR_KERNELS says."""
+    with kernels.use("fast"):
+        yield
 
 
 def _net() -> nn.Module:

@@ -1,10 +1,11 @@
-"""Optimizer steps on the hot path: torch's own fused Adam kernel, without the per-call
-bookkeeping of `torch.optim.Optimizer.step` (profiler records, hooks, device and dtype grouping).
+"""Optimizer steps on the hot path: with the `fast` kernels, torch's own fused Adam kernel
+without the per-call bookkeeping of `torch.optim.Optimizer.step` (profiler records, hooks, device
+and dtype grouping).
 
 A step here is torch's fused Adam step exactly: the same kernel on the same state tensors, so
-`state_dict()`, checkpoints and resuming are unchanged. Whenever the fast path does not apply
-(first step, which creates the state; hooks; other optimizers or options; mixed devices or
-dtypes) the optimizer's own `step()` runs.
+`state_dict()`, checkpoints and resuming are unchanged. With the `portable` kernels, and whenever
+the fast path does not apply (first step, which creates the state; hooks; other optimizers or
+options; mixed devices or dtypes), the optimizer's own `step()` runs.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from typing import Any
 import torch
 from torch.optim import optimizer as torch_optimizer
 
+from bear_core.networks import kernels
+
 
 def zero_grad(optimizer: torch.optim.Optimizer) -> None:
     """optimizer.zero_grad(set_to_none=True)."""
+    if not kernels.fast():
+        optimizer.zero_grad(set_to_none=True)
+        return
     for group in optimizer.param_groups:
         for p in group["params"]:
             p.grad = None
@@ -26,7 +32,7 @@ def zero_grad(optimizer: torch.optim.Optimizer) -> None:
 @torch.no_grad()
 def step(optimizer: torch.optim.Optimizer) -> None:
     """optimizer.step()."""
-    batches = _fused_batches(optimizer)
+    batches = _fused_batches(optimizer) if kernels.fast() else None
     if batches is None:
         optimizer.step()
         return

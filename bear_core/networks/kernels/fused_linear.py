@@ -1,4 +1,4 @@
-"""Linear layers on the fastest exact fp32 matmul torch offers on the CPU.
+"""Linear layers on the fastest exact fp32 matmul torch offers on the CPU (the `fast` kernels).
 
 On x86 CPUs torch's `F.linear`/`baddbmm` call MKL, which runs its AVX2 kernels on non-Intel
 processors (AMD EPYC: ~90 GFLOP/s on one core) and whose batched GEMM is slow for narrow outputs
@@ -13,47 +13,31 @@ in one node; `linear` and `ensemble_linear` are their one-layer cases. A product
 [M, K] x [K, N] runs on oneDNN when M and K are at least ONEDNN_MIN_DIM and N at least
 ONEDNN_MIN_OUT (below that its per-call set-up costs more than its kernel saves) and on torch's
 own matmul otherwise.
-Everywhere else (CUDA, tracing and export, `portable_kernels()`) they are the plain torch ops,
-which is also what exported graphs contain.
+Everywhere else (the `portable` kernels, CUDA, tracing and export: see `applies`) they are the
+plain torch ops, which is also what exported graphs contain.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bear_core.networks import kernels
+
 ONEDNN_MIN_DIM = 16
 ONEDNN_MIN_OUT = 8
-_ONEDNN_AVAILABLE = (
-    platform.machine().lower() in ("x86_64", "amd64")
-    and torch.backends.mkldnn.is_available()
-    and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-)
-_PORTABLE: contextvars.ContextVar[bool] = contextvars.ContextVar("portable", default=False)
 
 
-@contextlib.contextmanager
-def portable_kernels() -> Iterator[None]:
-    """Use torch's standard ops only (tracing, export, reference checks)."""
-    token = _PORTABLE.set(True)
-    try:
-        yield
-    finally:
-        _PORTABLE.reset(token)
-
-
-def _cpu_kernels(x: torch.Tensor) -> bool:
-    """Whether the CPU products below apply: a CPU tensor, outside tracing and export."""
+def applies(x: torch.Tensor) -> bool:
+    """Whether the fast products apply to x: the `fast` kernels, a CPU tensor, outside tracing,
+    scripting, compiling and export."""
     return (
         x.device.type == "cpu"
-        and not _PORTABLE.get()
+        and kernels.fast()
         and not torch.jit.is_tracing()
         and not torch.jit.is_scripting()
         and not torch.compiler.is_compiling()
@@ -64,7 +48,7 @@ def _onednn_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """For x [M, K] @ weight^T, weight [N, K]."""
     rows = x.numel() // max(x.shape[-1], 1)
     return (
-        _ONEDNN_AVAILABLE
+        kernels.ONEDNN_AVAILABLE
         and x.dtype == weight.dtype == torch.float32
         and min(rows, weight.shape[1]) >= ONEDNN_MIN_DIM
         and weight.shape[0] >= ONEDNN_MIN_OUT
@@ -119,7 +103,7 @@ def linear(
 ) -> torch.Tensor:
     """F.linear: x [..., in], weight [out, in], bias [out] -> [..., out], followed by ReLU when
     `relu`."""
-    if not (_cpu_kernels(x) and _onednn_pays(x, weight)):
+    if not (applies(x) and _onednn_pays(x, weight)):
         y = F.linear(x, weight, bias)
         return torch.relu(y) if relu else y
     return _run(_MLP, x, [weight], [bias], (relu,))
@@ -130,7 +114,7 @@ def ensemble_linear(
 ) -> torch.Tensor:
     """x [K, M, in] (or [M, in], the same input for every member) @ weight [K, in, out]
     + bias [K, 1, out] -> [K, M, out], followed by ReLU when `relu`."""
-    if _cpu_kernels(x):
+    if applies(x):
         return _run(_EnsembleMLP, x, [weight], [bias], (relu,))
     if x.dim() == 2:
         x = x.expand(len(weight), -1, -1)
@@ -316,7 +300,7 @@ def _network(
     relus: tuple[bool, ...],
 ) -> torch.Tensor:
     """`node` on the CPU kernels; elsewhere the chain layer by layer with `layer`."""
-    if _cpu_kernels(x):
+    if applies(x):
         return _run(node, x, weights, biases, relus)
     for w, b, relu in zip(weights, biases, relus, strict=True):
         x = layer(x, w, b, relu)
