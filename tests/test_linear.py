@@ -1,12 +1,15 @@
-"""The CPU products (kernels.fused_linear) give what torch's own ops give, gradients included."""
+"""The CPU products (kernels.fused_linear) give what torch's own ops give, gradients included,
+and the MLP modules run a Linear/ReLU chain as one node and anything else layer by layer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
+from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 from bear_core.networks import kernels
 from bear_core.networks.kernels import fused_linear as fast
@@ -17,6 +20,7 @@ from bear_core.networks.kernels.fused_linear import (
     linear,
     mlp,
 )
+from bear_core.networks.layers import MLP, EnsembleMLP
 
 ONEDNN = pytest.mark.skipif(not kernels.ONEDNN_AVAILABLE, reason="no oneDNN linear on this CPU")
 
@@ -220,3 +224,92 @@ def test_plain_outputs_may_be_activated_in_place() -> None:
             return torch.tanh_(layer())
 
         _close(_outputs_and_grads(run, [x], False), _outputs_and_grads(run, [x], True))
+
+
+# --- the MLP modules: one fused node for Linear/ReLU chains, layer by layer otherwise ----------
+
+
+def _spy_on_nodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every whole-network node the MLP modules start."""
+    calls: list[str] = []
+    for name in ("mlp", "ensemble_mlp"):
+        real = getattr(fast, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name) -> torch.Tensor:
+            calls.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(fast, name, spy)
+    return calls
+
+
+def _networks(ensemble: bool) -> tuple[nn.Sequential, torch.Tensor]:
+    torch.manual_seed(0)
+    if ensemble:
+        net: nn.Sequential = EnsembleMLP(3, 23, (64, 64), output_sizes=(1,))
+        return net, torch.randn(96, 23, requires_grad=True)
+    return MLP(23, (64, 64), output_sizes=(6, 6)), torch.randn(96, 23, requires_grad=True)
+
+
+def _run_network(net: nn.Module, x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    torch.manual_seed(7)  # the same dropout masks in both modes
+    return _outputs_and_grads(lambda: net(x), [x, *net.parameters()], portable=mode == "portable")
+
+
+@pytest.mark.parametrize("ensemble", [False, True], ids=["mlp", "ensemble"])
+def test_linear_relu_chains_run_as_one_node_on_the_fast_kernels(
+    ensemble: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net, x = _networks(ensemble)
+    calls = _spy_on_nodes(monkeypatch)
+    portable = _run_network(net, x, "portable")
+    assert calls == []
+    _close(_run_network(net, x, "fast"), portable)
+    assert calls == ["ensemble_mlp" if ensemble else "mlp"]
+
+
+EXTRA_LAYERS: dict[str, Callable[[], nn.Module]] = {
+    "layer_norm": lambda: nn.LayerNorm(64),
+    "dropout": lambda: nn.Dropout(0.5),
+    "tanh": nn.Tanh,
+    "identity": nn.Identity,
+}
+
+
+@pytest.mark.parametrize("extra", sorted(EXTRA_LAYERS))
+@pytest.mark.parametrize("ensemble", [False, True], ids=["mlp", "ensemble"])
+def test_any_other_layer_sends_the_chain_layer_by_layer_and_is_never_skipped(
+    ensemble: bool, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A layer the fused node cannot run, inserted after construction, is read off the module
+    at call time: fast and portable agree, no whole-network node starts, and the layer acts."""
+    net, x = _networks(ensemble)
+    without = _run_network(net, x, "portable")[0]
+    net.insert(2, EXTRA_LAYERS[extra]())
+    calls = _spy_on_nodes(monkeypatch)
+    got, want = _run_network(net, x, "fast"), _run_network(net, x, "portable")
+    _close(got, want)
+    assert calls == []
+    if extra != "identity":
+        assert not torch.allclose(got[0], without)
+
+
+def test_a_forward_hook_sends_the_chain_layer_by_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    net, x = _networks(ensemble=False)
+    seen: list[torch.Size] = []
+    net[2].register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    calls = _spy_on_nodes(monkeypatch)
+    _run_network(net, x, "fast")
+    assert calls == [] and seen == [torch.Size([96, 64])]
+
+
+def test_heads_of_the_output_layer_start_as_separate_layers_would() -> None:
+    """A policy's mean and log-std heads share one output layer; built in order, they get the
+    values two nn.Linear heads built after the hidden layers get."""
+    torch.manual_seed(0)
+    net = MLP(5, (16,), output_sizes=(2, 3))
+    torch.manual_seed(0)
+    hidden, first, second = nn.Linear(5, 16), nn.Linear(16, 2), nn.Linear(16, 3)
+    torch.testing.assert_close(net[0].weight, hidden.weight, rtol=0, atol=0)
+    torch.testing.assert_close(net[2].weight, torch.cat([first.weight, second.weight]))
+    torch.testing.assert_close(net[2].bias, torch.cat([first.bias, second.bias]))

@@ -18,10 +18,12 @@ from tests.conftest import ACTION_SIZE, OBS_SIZE, TINY
 Q_FUNC_TYPES = ["mean", "qr", "iqn", "fqf"]
 
 
+SPEC = EncoderSpec((OBS_SIZE,), (16, 16), (), 0, "relu", False)
+
+
 def critics(q_func_type: str, **kwargs: object) -> CriticEnsemble:
     torch.manual_seed(0)
-    spec = EncoderSpec((OBS_SIZE,), (16, 16), (), 0, "relu", False)
-    return CriticEnsemble(q_func_type, 3, spec, ACTION_SIZE, n_quantiles=8, embed_size=16,
+    return CriticEnsemble(q_func_type, 3, SPEC, ACTION_SIZE, n_quantiles=8, embed_size=16,
                           **kwargs)  # fmt: skip
 
 
@@ -68,16 +70,20 @@ def test_shared_encoder_is_one_network_with_its_gradient_divided_by_k() -> None:
     assert sum(p.numel() for p in shared.parameters()) < sum(
         p.numel() for p in separate.parameters()
     )
+    torch.manual_seed(0)
+    encoder = SharedEncoder(3, SPEC, ACTION_SIZE)  # features only, no heads
     obs, act = torch.randn(4, OBS_SIZE), torch.randn(4, ACTION_SIZE)
-    features = shared.encoder(obs, act)
+    features = encoder(obs, act)
     assert torch.equal(features[0], features[1]) and torch.equal(features[1], features[2])
-    shared.encoder(obs, act).sum().backward()  # K copies of the features, each grad scaled 1/K
-    inner = shared.encoder.encoder
+    encoder(obs, act).sum().backward()  # K copies of the features, each grad scaled 1/K
+    inner = encoder.encoder
     scaled = [p.grad.clone() for p in inner.parameters()]
-    shared.zero_grad()
+    encoder.zero_grad()
     inner(obs, act).sum().backward()
     for got, plain in zip(scaled, inner.parameters(), strict=True):
         torch.testing.assert_close(got, plain.grad)
+    values = shared(obs, act)  # each critic keeps its own head on the shared features
+    assert not torch.allclose(values[0], values[1])
 
 
 def test_bootstrap_masks_change_the_critic_update(dataset: MDPDataset, tmp_path: Path) -> None:

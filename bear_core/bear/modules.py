@@ -20,7 +20,7 @@ from torch import nn
 
 from bear_core.augmentations import AugmentationPipeline
 from bear_core.config import BEARConfig
-from bear_core.networks.encoders import EncoderSpec, build_encoder
+from bear_core.networks.encoders import EncoderSpec
 from bear_core.networks.imitators import RegressorImitator, VAEImitator
 from bear_core.networks.policies import SquashedGaussianPolicy
 from bear_core.networks.q_functions import CriticEnsemble
@@ -103,20 +103,12 @@ class BEARModules:
         spec = EncoderSpec.from_params(
             observation_shape, dict(config.encoder_params), config.use_batch_norm
         )
-        width = spec.out_size
-        policy = SquashedGaussianPolicy(build_encoder(spec), width, action_size)
+        policy = SquashedGaussianPolicy(spec, action_size)
         imitator: RegressorImitator | VAEImitator
         if config.imitator_type == "vae":
-            latent = 2 * action_size
-            imitator = VAEImitator(
-                build_encoder(spec, action_size),
-                build_encoder(spec, latent),
-                width,
-                action_size,
-                kl_weight=config.vae_kl_weight,
-            )
+            imitator = VAEImitator(spec, action_size, kl_weight=config.vae_kl_weight)
         else:
-            imitator = RegressorImitator(build_encoder(spec), width, action_size)
+            imitator = RegressorImitator(spec, action_size)
         critics = CriticEnsemble(
             config.q_func_type,
             config.n_critics,

@@ -1,24 +1,25 @@
 """Observation encoders from `encoder_params`: an MLP for vector observations, a convolutional
 stack for pixel observations [C, H, W] (stacked frames are channels), each optionally taking an
-extra input (an action, a latent code) that joins after the observation features.
+extra input (an action, a latent code) that joins after the observation features, and optionally
+ending in an output layer (`output_sizes`: heads side by side, no activation), so that a network
+and its heads are one MLP.
 
 `build_encoder` makes one network; `build_ensemble_encoder` makes K of them evaluated together
-(ensemble layers for vectors, grouped convolutions for pixels), returning [K, M, out_size].
+(ensemble layers for vectors, grouped convolutions for pixels), returning [K, M, out]. Their
+linear layers live in `layers.MLP` / `layers.EnsembleMLP`, which decide how to run them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 import torch
 from torch import nn
 
 from bear_core.config import DEFAULT_FEATURE_SIZE, DEFAULT_FILTERS, DEFAULT_HIDDEN_UNITS
-from bear_core.networks.kernels.fused_linear import Linear, ensemble_mlp
-from bear_core.networks.kernels.fused_linear import mlp as mlp_kernel
-from bear_core.networks.layers import Activation, EnsembleBatchNorm, EnsembleLinear, activate, mlp
+from bear_core.networks.layers import MLP, Activation, EnsembleLinear, EnsembleMLP
 
 
 @dataclass(frozen=True)
@@ -52,38 +53,20 @@ class EncoderSpec:
         return self.feature_size if self.is_pixel else self.hidden_units[-1]
 
 
-Heads = tuple[nn.Linear, ...]
-
-
-def apply_heads(h: torch.Tensor, heads: Heads) -> torch.Tensor:
-    """h itself without heads, else [head_1(h), ..., head_n(h)] concatenated on the last dim."""
-    return torch.cat([head(h) for head in heads], dim=-1) if heads else h
-
-
 class VectorEncoder(nn.Module):
-    """MLP on [s, extra]: [M, D], [M, E] -> [M, H]."""
+    """MLP on [s, extra]: [M, D], [M, E] -> [M, H] (or [M, sum(output_sizes)])."""
 
-    def __init__(self, spec: EncoderSpec, extra_size: int = 0) -> None:
+    def __init__(
+        self, spec: EncoderSpec, extra_size: int = 0, output_sizes: Sequence[int] = ()
+    ) -> None:
         super().__init__()
         in_size = spec.observation_shape[0] + extra_size
-        self.mlp = mlp(in_size, list(spec.hidden_units), spec.activation, spec.use_batch_norm)
-        self.fused = spec.activation == "relu" and not spec.use_batch_norm
+        self.mlp = MLP(
+            in_size, spec.hidden_units, spec.activation, spec.use_batch_norm, output_sizes
+        )
 
-    def forward(
-        self, obs: torch.Tensor, extra: torch.Tensor | None = None, heads: Heads = ()
-    ) -> torch.Tensor:
-        """Features [M, H], or the heads' outputs side by side (one node with them)."""
-        h = obs if extra is None else torch.cat([obs, extra], dim=-1)
-        if not self.fused:
-            return apply_heads(self.mlp(h), heads)
-        layers = [m for m in self.mlp if isinstance(m, Linear)]  # each ReLU fused into its Linear
-        weights, biases = [lin.weight for lin in layers], [lin.bias for lin in layers]
-        relus = (True,) * len(layers)
-        if heads:  # the heads as one more layer: its rows are all the heads' rows
-            weights.append(torch.cat([head.weight for head in heads]))
-            biases.append(torch.cat([head.bias for head in heads]))
-            relus += (False,)
-        return mlp_kernel(h, weights, biases, relus)
+    def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mlp(obs if extra is None else torch.cat([obs, extra], dim=-1))
 
 
 def conv_stack(spec: EncoderSpec, groups: int = 1) -> tuple[nn.Sequential, int]:
@@ -110,82 +93,74 @@ def conv_stack(spec: EncoderSpec, groups: int = 1) -> tuple[nn.Sequential, int]:
 
 
 class PixelEncoder(nn.Module):
-    """Convolutions on s, then Linear on [flatten(conv(s)), extra]: -> [M, feature_size]."""
+    """Convolutions on s, then an MLP (one hidden layer of feature_size) on
+    [flatten(conv(s)), extra]: -> [M, feature_size] (or [M, sum(output_sizes)])."""
 
-    def __init__(self, spec: EncoderSpec, extra_size: int = 0) -> None:
+    def __init__(
+        self, spec: EncoderSpec, extra_size: int = 0, output_sizes: Sequence[int] = ()
+    ) -> None:
         super().__init__()
         self.convs, flat = conv_stack(spec)
-        self.fc = Linear(flat + extra_size, spec.feature_size)
-        self.activation = spec.activation
-        self.norm = nn.BatchNorm1d(spec.feature_size) if spec.use_batch_norm else nn.Identity()
+        self.mlp = MLP(
+            flat + extra_size,
+            (spec.feature_size,),
+            spec.activation,
+            spec.use_batch_norm,
+            output_sizes,
+        )
 
-    def forward(
-        self, obs: torch.Tensor, extra: torch.Tensor | None = None, heads: Heads = ()
-    ) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         h = self.convs(obs).flatten(start_dim=1)
         if extra is not None:
             h = torch.cat([h, extra], dim=-1)
-        return apply_heads(self.norm(activate(self.fc(h), self.activation)), heads)
+        return self.mlp(h)
 
 
 class EnsembleVectorEncoder(nn.Module):
-    """K separate MLPs on [s, extra] as ensemble layers (see kernels.fused_linear): -> [K, M, H]."""
+    """K separate MLPs on [s, extra] as ensemble layers: -> [K, M, H] (or
+    [K, M, sum(output_sizes)])."""
 
-    def __init__(self, n: int, spec: EncoderSpec, extra_size: int = 0) -> None:
+    def __init__(
+        self, n: int, spec: EncoderSpec, extra_size: int = 0, output_sizes: Sequence[int] = ()
+    ) -> None:
         super().__init__()
-        self.n, self.activation = n, spec.activation
-        sizes = [spec.observation_shape[0] + extra_size, *spec.hidden_units]
-        self.layers = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in pairwise(sizes))
-        self.norms = nn.ModuleList(
-            EnsembleBatchNorm(n, o) if spec.use_batch_norm else nn.Identity()
-            for o in spec.hidden_units
+        self.n = n
+        in_size = spec.observation_shape[0] + extra_size
+        self.mlp = EnsembleMLP(
+            n, in_size, spec.hidden_units, spec.activation, spec.use_batch_norm, output_sizes
         )
 
-        self.fused = spec.activation == "relu" and not spec.use_batch_norm
-
-    def forward(
-        self,
-        obs: torch.Tensor,
-        extra: torch.Tensor | None = None,
-        head: EnsembleLinear | None = None,
-    ) -> torch.Tensor:
-        """Features [K, M, H], or head(features) when a head is given (one node with it)."""
+    def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         h = obs if extra is None else torch.cat([obs, extra], dim=-1)  # shared by all members
-        if self.fused:
-            layers = [*self.layers, *([head] if head is not None else [])]
-            relus = (True,) * len(self.layers) + ((False,) if head is not None else ())
-            return ensemble_mlp(h, [x.weight for x in layers], [x.bias for x in layers], relus)
-        relu = self.activation == "relu"
-        for layer, norm in zip(self.layers, self.norms, strict=True):
-            h = norm(layer(h, relu=True) if relu else activate(layer(h), self.activation))
-        return h if head is None else head(h)
+        return self.mlp(h)
 
 
 class EnsemblePixelEncoder(nn.Module):
-    """K separate convolutional encoders as grouped convolutions: -> [K, M, feature_size]."""
+    """K separate convolutional encoders as grouped convolutions, then K MLPs as ensemble layers:
+    -> [K, M, feature_size] (or [K, M, sum(output_sizes)])."""
 
-    def __init__(self, n: int, spec: EncoderSpec, extra_size: int = 0) -> None:
+    def __init__(
+        self, n: int, spec: EncoderSpec, extra_size: int = 0, output_sizes: Sequence[int] = ()
+    ) -> None:
         super().__init__()
-        self.n, self.activation = n, spec.activation
+        self.n = n
         self.convs, flat = conv_stack(spec, groups=n)
-        self.fc = EnsembleLinear(n, flat + extra_size, spec.feature_size)
-        self.norm = (
-            EnsembleBatchNorm(n, spec.feature_size) if spec.use_batch_norm else nn.Identity()
+        self.mlp = EnsembleMLP(
+            n,
+            flat + extra_size,
+            (spec.feature_size,),
+            spec.activation,
+            spec.use_batch_norm,
+            output_sizes,
         )
 
-    def forward(
-        self,
-        obs: torch.Tensor,
-        extra: torch.Tensor | None = None,
-        head: EnsembleLinear | None = None,
-    ) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         m = obs.shape[0]
         h = self.convs(obs.repeat(1, self.n, 1, 1))  # [M, K * C', h, w]
         h = h.reshape(m, self.n, -1).transpose(0, 1)  # [K, M, flat]
         if extra is not None:
             h = torch.cat([h, extra.unsqueeze(0).expand(self.n, -1, -1)], dim=-1)
-        h = self.norm(activate(self.fc(h.contiguous()), self.activation))
-        return h if head is None else head(h)
+        return self.mlp(h.contiguous())
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -200,33 +175,42 @@ class _ScaleGrad(torch.autograd.Function):
 
 
 class SharedEncoder(nn.Module):
-    """One encoder for all K members, its gradient divided by K: -> [K, M, out] (a view)."""
+    """One encoder for all K members, its gradient divided by K: -> [K, M, out] (a view); with
+    `output_sizes`, each member's own output layer on top: -> [K, M, sum(output_sizes)]."""
 
-    def __init__(self, n: int, spec: EncoderSpec, extra_size: int = 0) -> None:
+    def __init__(
+        self, n: int, spec: EncoderSpec, extra_size: int = 0, output_sizes: Sequence[int] = ()
+    ) -> None:
         super().__init__()
         self.n = n
         self.encoder = build_encoder(spec, extra_size)
+        self.head = EnsembleLinear(n, spec.out_size, sum(output_sizes)) if output_sizes else None
 
-    def forward(
-        self,
-        obs: torch.Tensor,
-        extra: torch.Tensor | None = None,
-        head: EnsembleLinear | None = None,
-    ) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         h = _ScaleGrad.apply(self.encoder(obs, extra), 1.0 / self.n)
         h = h.unsqueeze(0).expand(self.n, -1, -1)
-        return h if head is None else head(h)
+        return h if self.head is None else self.head(h)
 
 
-def build_encoder(spec: EncoderSpec, extra_size: int = 0) -> nn.Module:
-    return PixelEncoder(spec, extra_size) if spec.is_pixel else VectorEncoder(spec, extra_size)
+def build_encoder(
+    spec: EncoderSpec, extra_size: int = 0, output_sizes: Sequence[int] = ()
+) -> nn.Module:
+    """One network: [M, ...], [M, extra_size] -> [M, spec.out_size or sum(output_sizes)]."""
+    if spec.is_pixel:
+        return PixelEncoder(spec, extra_size, output_sizes)
+    return VectorEncoder(spec, extra_size, output_sizes)
 
 
 def build_ensemble_encoder(
-    n: int, spec: EncoderSpec, extra_size: int = 0, shared: bool = False
+    n: int,
+    spec: EncoderSpec,
+    extra_size: int = 0,
+    shared: bool = False,
+    output_sizes: Sequence[int] = (),
 ) -> nn.Module:
+    """K networks: [M, ...], [M, extra_size] -> [K, M, spec.out_size or sum(output_sizes)]."""
     if shared:
-        return SharedEncoder(n, spec, extra_size)
+        return SharedEncoder(n, spec, extra_size, output_sizes)
     if spec.is_pixel:
-        return EnsemblePixelEncoder(n, spec, extra_size)
-    return EnsembleVectorEncoder(n, spec, extra_size)
+        return EnsemblePixelEncoder(n, spec, extra_size, output_sizes)
+    return EnsembleVectorEncoder(n, spec, extra_size, output_sizes)

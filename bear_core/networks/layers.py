@@ -1,14 +1,26 @@
-"""Layer building blocks of every network: activations, the plain MLP stack, and the ensemble
-layers the critics and dynamics models are built from (K members evaluated together)."""
+"""Layer building blocks of every network: activations, the ensemble layers the critics and
+dynamics models are built from (K members evaluated together), and the two MLP modules every
+vector network hands its linear chain to.
+
+`MLP` (one network) and `EnsembleMLP` (K networks side by side) hold their layers as ordinary
+submodules and run them one after another. With the `fast` kernels on the CPU, a chain made of
+Linear layers and ReLUs only runs as one autograd node instead (`kernels.fused_linear`). Whether
+a chain qualifies is read off the layers it holds at call time, so a layer of any other kind
+(BatchNorm, LayerNorm, Dropout, a hook, ...) sends the whole chain layer by layer and is never
+skipped.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as torch_module
 
+from bear_core.networks.kernels import fused_linear
 from bear_core.networks.kernels.fused_linear import Linear, ensemble_linear
 
 
@@ -20,34 +32,35 @@ class Activation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return activate(x, self.name)
 
+    def extra_repr(self) -> str:
+        return self.name
 
-def mlp(
-    in_size: int, hidden_units: list[int], activation: str, use_batch_norm: bool
-) -> nn.Sequential:
-    """Linear -> activation (-> BatchNorm) for every hidden layer; output size hidden_units[-1]."""
-    layers: list[nn.Module] = []
-    for units in hidden_units:
-        layers += [Linear(in_size, units), Activation(activation)]
-        if use_batch_norm:
-            layers.append(nn.BatchNorm1d(units))
-        in_size = units
-    return nn.Sequential(*layers)
+
+def activate(x: torch.Tensor, activation: str) -> torch.Tensor:
+    """The activation, in place where autograd allows it (relu, tanh keep only their output)."""
+    if activation == "relu":
+        return torch.relu_(x)
+    if activation == "tanh":
+        return torch.tanh_(x)
+    return F.silu(x)
 
 
 class EnsembleLinear(nn.Module):
     """K independent linear layers: [K, M, in] (or one [M, in] for all) -> [K, M, out]."""
 
-    def __init__(self, n: int, in_size: int, out_size: int) -> None:
+    def __init__(
+        self, n: int, in_size: int, out_size: int, device: torch.device | str | None = None
+    ) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(n, in_size, out_size))
-        self.bias = nn.Parameter(torch.empty(n, 1, out_size))
+        self.weight = nn.Parameter(torch.empty(n, in_size, out_size, device=device))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_size, device=device))
         bound = 1.0 / math.sqrt(in_size)  # nn.Linear's default initialisation, per member
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
-        """x W + b, followed by ReLU when `relu` (fused into the product where possible)."""
-        return ensemble_linear(x, self.weight, self.bias, relu)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x W + b."""
+        return ensemble_linear(x, self.weight, self.bias)
 
 
 class EnsembleBatchNorm(nn.Module):
@@ -63,10 +76,124 @@ class EnsembleBatchNorm(nn.Module):
         return y.reshape(b, k, h).transpose(0, 1)
 
 
-def activate(x: torch.Tensor, activation: str) -> torch.Tensor:
-    """The activation, in place where autograd allows it (relu, tanh keep only their output)."""
-    if activation == "relu":
-        return torch.relu_(x)
-    if activation == "tanh":
-        return torch.tanh_(x)
-    return F.silu(x)
+class MLP(nn.Sequential):
+    """Linear -> activation (-> BatchNorm1d) per hidden layer, then, with `output_sizes`, one
+    output Linear without activation: [..., in] -> [..., hidden_units[-1] or sum(output_sizes)].
+
+    `output_sizes` lists heads that share the output layer side by side (a policy's mean and
+    log-std); each head's rows are initialised as its own nn.Linear would be, in order.
+    """
+
+    def __init__(
+        self,
+        in_size: int,
+        hidden_units: Sequence[int],
+        activation: str = "relu",
+        use_batch_norm: bool = False,
+        output_sizes: Sequence[int] = (),
+    ) -> None:
+        layers: list[nn.Module] = []
+        for units in hidden_units:
+            layers += [Linear(in_size, units), Activation(activation)]
+            if use_batch_norm:
+                layers.append(nn.BatchNorm1d(units))
+            in_size = units
+        if output_sizes:
+            layers.append(_output_layer(Linear, output_sizes, in_size, sum(output_sizes)))
+        super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused_linear.applies(x):
+            chain = linear_relu_chain(self, (Linear, nn.Linear))
+            if chain is not None:
+                weights, biases, relus = chain
+                return fused_linear.mlp(x, weights, biases, relus)
+        return super().forward(x)
+
+
+class EnsembleMLP(nn.Sequential):
+    """K separate MLPs of `MLP`'s form as ensemble layers: [K, M, in] (or [M, in], the same input
+    for every member) -> [K, M, hidden_units[-1] or sum(output_sizes)]."""
+
+    def __init__(
+        self,
+        n: int,
+        in_size: int,
+        hidden_units: Sequence[int],
+        activation: str = "relu",
+        use_batch_norm: bool = False,
+        output_sizes: Sequence[int] = (),
+    ) -> None:
+        layers: list[nn.Module] = []
+        for units in hidden_units:
+            layers += [EnsembleLinear(n, in_size, units), Activation(activation)]
+            if use_batch_norm:
+                layers.append(EnsembleBatchNorm(n, units))
+            in_size = units
+        if output_sizes:
+            layers.append(
+                _output_layer(EnsembleLinear, output_sizes, n, in_size, sum(output_sizes))
+            )
+        super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused_linear.applies(x):
+            chain = linear_relu_chain(self, (EnsembleLinear,))
+            if chain is not None:
+                weights, biases, relus = chain
+                return fused_linear.ensemble_mlp(x, weights, biases, relus)
+        return super().forward(x)
+
+
+def linear_relu_chain(
+    layers: Iterable[nn.Module], linear_types: tuple[type[nn.Module], ...]
+) -> tuple[list[torch.Tensor], list[torch.Tensor], tuple[bool, ...]] | None:
+    """(weights, biases, relu after each) of a chain made of `linear_types` layers only, each
+    followed by at most one ReLU; None when the chain holds anything else (another layer type,
+    a subclass, a layer without bias, a forward hook), which must then run layer by layer."""
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return None
+    weights: list[torch.Tensor] = []
+    biases: list[torch.Tensor] = []
+    relus: list[bool] = []
+    for layer in layers:
+        if layer._forward_hooks or layer._forward_pre_hooks:
+            return None
+        if type(layer) in linear_types and isinstance(layer.bias, torch.Tensor):
+            weights.append(layer.weight)
+            biases.append(layer.bias)
+            relus.append(False)
+        elif _is_relu(layer) and relus and not relus[-1]:
+            relus[-1] = True
+        else:
+            return None
+    return (weights, biases, tuple(relus)) if weights else None
+
+
+def _is_relu(layer: nn.Module) -> bool:
+    return type(layer) is nn.ReLU or (type(layer) is Activation and layer.name == "relu")
+
+
+def _output_layer(
+    layer_type: type[Linear] | type[EnsembleLinear], sizes: Sequence[int], *args: int
+) -> nn.Module:
+    """An output layer holding heads of `sizes` side by side. With several heads, each head's
+    rows are initialised as the layer type would initialise a layer of its own, head after
+    head, weight then bias: the values separate heads built in that order would get."""
+    if len(sizes) < 2:
+        return layer_type(*args)
+    layer = nn.utils.skip_init(layer_type, *args)  # no draws here: the heads draw below
+    row_dim = 0 if layer_type is Linear else -1  # [out, in], or [K, in, out]
+    in_size = layer.weight.shape[1] if row_dim == 0 else layer.weight.shape[-2]
+    bound = 1.0 / math.sqrt(in_size)
+    start = 0
+    with torch.no_grad():
+        for size in sizes:
+            rows = layer.weight.narrow(row_dim, start, size)
+            if row_dim == 0:
+                nn.init.kaiming_uniform_(rows, a=math.sqrt(5))  # nn.Linear.reset_parameters
+            else:
+                rows.uniform_(-bound, bound)
+            layer.bias.narrow(-1, start, size).uniform_(-bound, bound)
+            start += size
+    return layer

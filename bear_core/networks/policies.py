@@ -1,4 +1,5 @@
-"""The policy BEAR trains: a squashed Gaussian pi_phi on top of an observation encoder.
+"""The policy BEAR trains: a squashed Gaussian pi_phi, an observation encoder whose output layer
+holds the mean and log-std heads side by side.
 
 The sampler takes its noise as an argument, so exported graphs can take it as an input and
 torch/ONNX parity is exact. Shapes: B batch, n samples per state, A action size.
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bear_core.networks.kernels.fused_linear import Linear
+from bear_core.networks.encoders import EncoderSpec, build_encoder
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # policy and regressor log-std clamp (SAC)
 
@@ -20,15 +21,14 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # policy and regressor log-std clamp (SAC
 class SquashedGaussianPolicy(nn.Module):
     """pi_phi(a|s) = tanh(u), u ~ N(mu(s), sigma(s)^2)."""
 
-    def __init__(self, encoder: nn.Module, feature_size: int, action_size: int) -> None:
+    def __init__(self, spec: EncoderSpec, action_size: int) -> None:
         super().__init__()
         self.action_size = action_size
-        self.encoder = encoder
-        self.mu = Linear(feature_size, action_size)
-        self.log_std = Linear(feature_size, action_size)
+        self.encoder = build_encoder(spec, output_sizes=(action_size, action_size))  # mu, log std
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_std = self.encoder(obs, heads=(self.mu, self.log_std)).split(self.action_size, -1)
+        """(mu(s), clamped log sigma(s)), each [B, A]."""
+        mu, log_std = self.encoder(obs).split(self.action_size, -1)
         return mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def best_action(self, obs: torch.Tensor) -> torch.Tensor:

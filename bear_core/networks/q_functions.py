@@ -13,10 +13,10 @@ picks actions with them, the actor maximises their minimum, predict_value averag
 reports their std, and the exported critics graph outputs them. `distribution` gives the
 quantiles for the TD loss.
 
-The K critics run as one ensemble of layers (`kernels.fused_linear`: for ReLU vector encoders the
-whole MLP, with the mean/qr head, is one autograd node of per-member oneDNN products on the CPU;
-batched matmuls on CUDA). `share_encoder` gives all critics one encoder whose gradient is
-divided by K, each critic keeping its own head.
+The K critics run as one ensemble of layers (`layers.EnsembleMLP`); the mean/qr head is the
+encoder's output layer, the iqn/fqf head (applied after the fraction embedding) its own layer.
+`share_encoder` gives all critics one encoder whose gradient is divided by K, each critic keeping
+its own head.
 Sampled fractions (IQN) come from the given generator while training; in eval mode they are fixed
 midpoints, so values are deterministic and exportable.
 """
@@ -73,10 +73,13 @@ class CriticEnsemble(nn.Module):
         self.n_quantiles = n_quantiles
         self.observation_shape = spec.observation_shape
         self.action_size = action_size
-        self.encoder = build_ensemble_encoder(n_critics, spec, action_size, share_encoder)
         width = spec.out_size
-        self.head = EnsembleLinear(n_critics, width, n_quantiles if q_func_type == "qr" else 1)
-        if q_func_type in ("iqn", "fqf"):
+        if q_func_type in ("mean", "qr"):  # the head is the encoder's output layer
+            out = (n_quantiles if q_func_type == "qr" else 1,)
+            self.encoder = build_ensemble_encoder(n_critics, spec, action_size, share_encoder, out)
+        else:
+            self.encoder = build_ensemble_encoder(n_critics, spec, action_size, share_encoder)
+            self.head = EnsembleLinear(n_critics, width, 1)
             self.embed_size = embed_size
             self.tau_embedding = EnsembleLinear(n_critics, embed_size, width)
             self.register_buffer("cos_index", torch.arange(1, embed_size + 1, dtype=torch.float32))
@@ -134,10 +137,10 @@ class CriticEnsemble(nn.Module):
         self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None
     ) -> QDistribution:
         if self.q_func_type == "mean":
-            return QDistribution(self.encoder(obs, actions, self.head), None, None)
+            return QDistribution(self.encoder(obs, actions), None, None)
         if self.q_func_type == "qr":
             midpoints = self.midpoints.expand(1, obs.shape[0], -1)
-            return QDistribution(self.encoder(obs, actions, self.head), midpoints, None)
+            return QDistribution(self.encoder(obs, actions), midpoints, None)
         h = self.encoder(obs, actions)  # [K, M, H]
         if self.q_func_type == "iqn":
             taus = self._iqn_fractions(h.shape[1], h.device, generator)  # [1, M, N]
