@@ -128,10 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bear_core import scorers as scorer_lib
-    from bear_core.bear.algo import BEAR
+    from bear_core.bear.algo import BEAR, check_param_names
     from bear_core.dataset import read_hdf5
 
     params = parse_overrides(args.set)
+    check_param_names(params)
     algo = BEAR(**params)  # validates the parameters before any data is read
     dataset = read_hdf5(args.dataset)
     names = [s for s in args.scorers.split(",") if s] if args.test_size > 0 else []
@@ -230,7 +231,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: data, training and evaluation, all local files."""
-    from bear_core.bear.algo import BEAR
+    from bear_core.bear.algo import BEAR, check_param_names
     from bear_core.dataset import generate_pendulum_dataset
     from bear_core.scorers import evaluate_on_environment
 
@@ -240,6 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     dataset.to_hdf5(data_path)
     print(f"dataset: {data_path} ({dataset.n_transitions} transitions)", flush=True)
     params = {**DEMO_PARAMS, **parse_overrides(args.set)}
+    check_param_names(params)
     algo = BEAR(**params)
     from bear_core.training.loop import fitter
 

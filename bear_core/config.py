@@ -1,8 +1,10 @@
 """BEARConfig: every constructor parameter of the reference BEAR, its default and its validation.
 
 The reference parameters keep their names and defaults. A few keyword parameters are added, each
-documented below under "extensions". Mutable reference defaults (`augmentation=[]`,
-`encoder_params={}`) are stored as immutable copies. Invalid values raise `ValueError` naming the
+documented below under "extensions". `BEAR.__init__` lists the same parameters in the same order
+with the same defaults (a test holds the two together). The reference's mutable defaults
+(`augmentation=[]`, `encoder_params={}`) are the same empty values as immutable objects: `()` and
+`NO_ENCODER_PARAMS`, a read-only empty mapping. Invalid values raise `ValueError` naming the
 parameter; values whose feature is not built yet raise `NotImplementedError` naming it.
 Torch-free: the `use_gpu` value is resolved to a device in `bear_core.device`.
 """
@@ -13,6 +15,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 QFuncType = Literal["mean", "qr", "iqn", "fqf"]
@@ -23,6 +26,7 @@ SCALERS = ("pixel", "min_max", "standard")
 DYNAMICS_TYPE = "probabilistic_ensemble"
 ACTION_SCALERS = ("min_max",)
 Q_FUNC_TYPES = ("mean", "qr", "iqn", "fqf")
+NO_ENCODER_PARAMS: Mapping[str, Any] = MappingProxyType({})  # the reference's `encoder_params={}`
 DEFAULT_HIDDEN_UNITS = (256, 256)  # vector encoders
 DEFAULT_FILTERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))  # pixel: (out_channels, kernel, stride)
 DEFAULT_FEATURE_SIZE = 512  # pixel: size of the linear layer after the convolutions
@@ -69,7 +73,8 @@ class BEARConfig:
     q_func_type: QFuncType = "mean"
     n_epochs: int = 1000
     use_gpu: bool | int | str | None = False
-    scaler: str | None = None  # 'min_max' | 'standard' | 'pixel' (or a fitted scaler dict)
+    # 'min_max' | 'standard' | 'pixel' (or a fitted scaler dict)
+    scaler: str | Mapping[str, Any] | None = None
     augmentation: tuple[Any, ...] = ()  # names, {"type", "params"} dicts or objects
     n_augmentations: int = 1
     encoder_params: Mapping[str, Any] = field(default_factory=dict)
@@ -80,7 +85,8 @@ class BEARConfig:
     )
     mmd_kernel: MMDKernel = "gaussian"  # reference default; 'laplacian' as in the paper code
     vae_kl_weight: float = 0.5  # KL weight of the VAE imitator's loss
-    action_scaler: str | None = "min_max"  # map the data's action range to tanh's [-1, 1] and back
+    # map the data's action range to tanh's [-1, 1] and back (or a fitted scaler dict)
+    action_scaler: str | Mapping[str, Any] | None = "min_max"
     n_steps_per_epoch: int | None = None  # None: one pass over the transitions per epoch
     seed: int = 0  # network initialisation, mini-batch sampling and sampled actions
     rollout_interval: int = 1000  # dynamics: gradient steps between model rollouts

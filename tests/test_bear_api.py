@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import inspect
 import json
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -12,7 +15,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from bear_core import BEAR
+from bear_core import BEAR, BEARConfig
 from bear_core.dataset import MDPDataset
 from bear_core.errors import NotBuiltError
 from tests.conftest import ACTION_SIZE, OBS_SIZE, TINY
@@ -107,9 +110,76 @@ def test_invalid_values_raise_value_error_naming_the_parameter(name: str, value:
         BEAR(**{name: value})
 
 
-def test_unknown_parameter_is_refused() -> None:
+def test_unknown_parameter_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="n_frames"):
+        BEAR(n_frames=4)  # type: ignore[call-arg]
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({**BEAR().params_json(), "n_frames": 4}))
     with pytest.raises(ValueError, match="n_frames"):
-        BEAR(n_frames=4)
+        BEAR.from_json(params)
+
+
+# The reference constructor's parameters in order (defaults: REFERENCE_DEFAULTS, plus
+# `encoder_params={}`); BEAR shows the mutable defaults `[]` and `{}` as immutable empties.
+REFERENCE_ORDER = [
+    "actor_learning_rate", "critic_learning_rate", "imitator_learning_rate", "temp_learning_rate",
+    "alpha_learning_rate", "batch_size", "gamma", "tau", "n_critics", "bootstrap",
+    "share_encoder", "update_actor_interval", "initial_temperature", "initial_alpha",
+    "alpha_threshold", "lam", "n_action_samples", "mmd_sigma", "rl_start_epoch", "eps",
+    "use_batch_norm", "q_func_type", "n_epochs", "use_gpu", "scaler", "augmentation",
+    "n_augmentations", "encoder_params", "dynamics", "impl",
+]  # fmt: skip
+EXTENSIONS = [
+    "imitator_type", "mmd_kernel", "vae_kl_weight", "action_scaler", "n_steps_per_epoch", "seed",
+    "rollout_interval", "rollout_horizon", "rollout_batch_size", "real_ratio", "reward_penalty",
+    "n_quantiles", "embed_size",
+]  # fmt: skip
+
+
+def test_signature_lists_the_reference_parameters_then_the_extensions() -> None:
+    parameters = list(inspect.signature(BEAR).parameters.values())
+    reference = parameters[: len(REFERENCE_ORDER)]
+    extensions = parameters[len(REFERENCE_ORDER) :]
+    assert [p.name for p in reference] == REFERENCE_ORDER
+    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in reference)
+    for p in reference:
+        if p.name == "augmentation":  # the reference's [] as an immutable empty sequence
+            assert p.default == ()
+        elif p.name == "encoder_params":  # the reference's {} as a read-only empty mapping
+            assert isinstance(p.default, MappingProxyType) and p.default == {}
+        else:
+            default = REFERENCE_DEFAULTS[p.name]
+            assert p.default == default and type(p.default) is type(default), p.name
+    assert [p.name for p in extensions] == EXTENSIONS
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extensions)
+    assert all(p.annotation is not inspect.Parameter.empty for p in parameters)
+
+
+def test_signature_and_config_fields_agree() -> None:
+    """Every BEARConfig field is a constructor parameter, in the same order, with the same
+    default; the signature adds only `impl`."""
+    parameters = inspect.signature(BEAR).parameters
+    fields = dataclasses.fields(BEARConfig)
+    assert [f.name for f in fields] == [name for name in parameters if name != "impl"]
+    for f in fields:
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        assert parameters[f.name].default == default, f.name
+    from_signature = {name: p.default for name, p in parameters.items() if name != "impl"}
+    assert BEARConfig(**from_signature) == BEARConfig()
+    assert BEAR().config == BEARConfig()
+
+
+def test_reference_parameters_work_positionally_and_defaults_are_not_shared() -> None:
+    algo = BEAR(1e-4, 2e-4, 3e-4)
+    assert (algo.actor_learning_rate, algo.critic_learning_rate) == (1e-4, 2e-4)
+    assert algo.imitator_learning_rate == 3e-4
+    first = BEAR()
+    first.get_params()["encoder_params"]["hidden_units"].append(7)
+    first.get_params()["augmentation"].append("cutout")
+    assert BEAR().get_params()["encoder_params"] == {"hidden_units": [256, 256]}
+    assert BEAR().get_params()["augmentation"] == []
+    with pytest.raises(TypeError):
+        BEAR(*[3e-4] * len(REFERENCE_ORDER), "regressor")  # type: ignore[misc]
 
 
 def test_every_reference_parameter_is_accepted_without_not_implemented() -> None:

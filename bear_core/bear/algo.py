@@ -11,8 +11,9 @@ action range. Same input, same output, and exported graphs reproduce it exactly.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,14 @@ import torch
 
 from bear_core.bear.modules import BEARModules, TorchBatch
 from bear_core.bear.update import update_step
-from bear_core.config import BEARConfig
+from bear_core.config import (
+    NO_ENCODER_PARAMS,
+    BEARConfig,
+    ImitatorType,
+    MMDKernel,
+    QFuncType,
+)
+from bear_core.dataset import Episode, MDPDataset
 from bear_core.dataset.batch import TransitionBatch
 from bear_core.device import resolve_device
 from bear_core.errors import NotBuiltError
@@ -55,21 +63,73 @@ OPTIMIZER_RATES = {
     "alpha_learning_rate": "alpha_optim",
 }
 CHECKPOINT_FORMAT = 1
+Scorer = Callable[[Any, Sequence[Episode]], float]
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(BEARConfig))
 
 
 class BEAR:
     """Bootstrapping Error Accumulation Reduction (Kumar et al. 2019), d3rlpy-0.x style API.
 
-    Takes every parameter of the reference (see `BEARConfig` for each one and its default) plus the
-    documented extensions `imitator_type`, `mmd_kernel`, `vae_kl_weight`, `action_scaler`,
-    `n_steps_per_epoch` and `seed`.
+    The positional parameters are the reference's, in its order and with its defaults; the
+    keyword-only ones after `impl` are this project's extensions. `BEARConfig` documents and
+    validates every one of them (invalid values raise ValueError naming the parameter).
+    Two reference defaults are mutable there (`augmentation=[]`, `encoder_params={}`); here they
+    are the same empty values as immutable objects, `()` and a read-only empty mapping, so no
+    call can change the default another call sees.
+    `impl` takes already-built networks (`BEARModules`), as `get_params(deep=...)` returns them.
     """
 
-    def __init__(self, *, impl: BEARModules | None = None, **params: Any) -> None:
-        unknown = set(params) - set(BEARConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown BEAR parameter(s): {sorted(unknown)}")
-        self._config = BEARConfig(**params)
+    def __init__(
+        self,
+        actor_learning_rate: float = 3e-4,
+        critic_learning_rate: float = 3e-4,
+        imitator_learning_rate: float = 1e-3,
+        temp_learning_rate: float = 3e-4,
+        alpha_learning_rate: float = 1e-3,
+        batch_size: int = 100,
+        gamma: float = 0.99,
+        tau: float = 0.005,
+        n_critics: int = 2,
+        bootstrap: bool = False,
+        share_encoder: bool = False,
+        update_actor_interval: int = 1,
+        initial_temperature: float = 1.0,
+        initial_alpha: float = 1.0,
+        alpha_threshold: float = 0.05,
+        lam: float = 0.75,
+        n_action_samples: int = 4,
+        mmd_sigma: float = 20.0,
+        rl_start_epoch: int = 0,
+        eps: float = 1e-8,
+        use_batch_norm: bool = False,
+        q_func_type: QFuncType = "mean",
+        n_epochs: int = 1000,
+        use_gpu: bool | int | str | None = False,
+        scaler: str | Mapping[str, Any] | None = None,
+        augmentation: Sequence[Any] = (),
+        n_augmentations: int = 1,
+        encoder_params: Mapping[str, Any] = NO_ENCODER_PARAMS,
+        dynamics: Any = None,
+        impl: BEARModules | None = None,
+        *,
+        imitator_type: ImitatorType = "regressor",
+        mmd_kernel: MMDKernel = "gaussian",
+        vae_kl_weight: float = 0.5,
+        action_scaler: str | Mapping[str, Any] | None = "min_max",
+        n_steps_per_epoch: int | None = None,
+        seed: int = 0,
+        rollout_interval: int = 1000,
+        rollout_horizon: int = 5,
+        rollout_batch_size: int = 1000,
+        real_ratio: float = 0.5,
+        reward_penalty: float = 0.0,
+        n_quantiles: int = 32,
+        embed_size: int = 64,
+    ) -> None:
+        # every argument but self and impl is a BEARConfig field (tests/test_bear_api.py checks
+        # that names, order and defaults agree); BEARConfig validates them
+        arguments = locals()
+        self._config = BEARConfig(**{name: arguments[name] for name in CONFIG_FIELDS})
         self._impl = impl
         self._dynamics = self._make_dynamics()
         self._observation_shape: tuple[int, ...] | None = None
@@ -185,17 +245,59 @@ class BEAR:
 
     # --- training ---------------------------------------------------------------------------------
 
-    def fit(self, episodes: Any, **kwargs: Any) -> list[tuple[int, dict[str, float]]]:
-        """Train for n_epochs; returns [(epoch, metrics)]. Arguments as the reference's `fit`:
-        experiment_name, with_timestamp, logdir, verbose, show_progress, tensorboard,
-        eval_episodes, save_interval, scorers. See `bear_core.training.fitter`."""
-        return list(self.fitter(episodes, **kwargs))
+    def fit(
+        self,
+        episodes: MDPDataset | Sequence[Episode],
+        experiment_name: str | None = None,
+        with_timestamp: bool = True,
+        logdir: str | Path = "d3rlpy_logs",
+        verbose: bool = True,
+        show_progress: bool = True,
+        tensorboard: bool = True,
+        eval_episodes: Sequence[Episode] | None = None,
+        save_interval: int = 1,
+        scorers: Mapping[str, Scorer] | None = None,
+        *,
+        run_dir: str | Path | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        action_bounds: tuple[Any, Any] | None = None,
+    ) -> list[tuple[int, dict[str, float]]]:
+        """Train for n_epochs; returns [(epoch, metrics)]. The positional arguments are the
+        reference's `fit`; the keyword-only ones are extensions. See
+        `bear_core.training.loop.fitter` for all of them."""
+        return list(
+            self.fitter(
+                episodes, experiment_name, with_timestamp, logdir, verbose, show_progress,
+                tensorboard, eval_episodes, save_interval, scorers,
+                run_dir=run_dir, should_stop=should_stop, action_bounds=action_bounds,
+            )
+        )  # fmt: skip
 
-    def fitter(self, episodes: Any, **kwargs: Any) -> Iterator[tuple[int, dict[str, float]]]:
+    def fitter(
+        self,
+        episodes: MDPDataset | Sequence[Episode],
+        experiment_name: str | None = None,
+        with_timestamp: bool = True,
+        logdir: str | Path = "d3rlpy_logs",
+        verbose: bool = True,
+        show_progress: bool = True,
+        tensorboard: bool = True,
+        eval_episodes: Sequence[Episode] | None = None,
+        save_interval: int = 1,
+        scorers: Mapping[str, Scorer] | None = None,
+        *,
+        run_dir: str | Path | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        action_bounds: tuple[Any, Any] | None = None,
+    ) -> Iterator[tuple[int, dict[str, float]]]:
         """`fit` as a generator of (epoch, metrics), one item per finished epoch."""
         from bear_core.training.loop import fitter
 
-        return fitter(self, episodes, **kwargs)
+        return fitter(
+            self, episodes, experiment_name, with_timestamp, logdir, verbose, show_progress,
+            tensorboard, eval_episodes, save_interval, scorers,
+            run_dir=run_dir, should_stop=should_stop, action_bounds=action_bounds,
+        )  # fmt: skip
 
     def update(self, epoch: int, total_step: int, batch: TransitionBatch) -> dict[str, float]:
         """One gradient step on a mini-batch in the data's own units; returns the losses,
@@ -342,6 +444,7 @@ class BEAR:
         observation_shape = params.pop("observation_shape", None)
         action_size = params.pop("action_size", None)
         params["use_gpu"] = use_gpu
+        check_param_names(params)
         algo = cls(**params)
         if observation_shape and action_size:
             algo.create_impl(observation_shape, action_size)
@@ -383,6 +486,14 @@ class BEAR:
     @staticmethod
     def _numpy(t: torch.Tensor) -> np.ndarray:
         return t.detach().cpu().numpy()
+
+
+def check_param_names(params: Mapping[str, Any]) -> None:
+    """ValueError naming any key of `params` that is not a BEAR parameter (for parameters read
+    from files or command lines; a direct `BEAR(...)` call raises Python's TypeError)."""
+    unknown = sorted(set(params) - set(CONFIG_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown BEAR parameter(s): {unknown}")
 
 
 def check_array(x: Any, name: str, row_shape: tuple[int, ...] | None) -> np.ndarray:
