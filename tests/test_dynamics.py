@@ -3,6 +3,8 @@ rollouts and the dynamics scorers."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import math
 from pathlib import Path
@@ -15,6 +17,7 @@ import torch
 from bear_core.dataset import Episode, MDPDataset, generate_pendulum_dataset
 from bear_core.dynamics.probabilistic_ensemble import (
     DYNAMICS_SCORERS,
+    DynamicsConfig,
     ProbabilisticEnsembleDynamics,
     dynamics_observation_prediction_error_scorer,
     dynamics_prediction_variance_scorer,
@@ -25,6 +28,13 @@ from tests.conftest import ACTION_SIZE, OBS_SIZE, make_dataset
 
 SMALL: dict[str, Any] = {"hidden_units": [64, 64], "n_epochs": 20}
 TINY: dict[str, Any] = {"hidden_units": [16], "n_epochs": 1, "n_steps_per_epoch": 5}
+QUIET: dict[str, Any] = {"verbose": False, "show_progress": False, "tensorboard": False}
+
+
+@pytest.fixture(autouse=True)
+def _logs_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fit's default logdir is relative: keep any run directory out of the checkout."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +47,13 @@ def pendulum() -> tuple[MDPDataset, list[Episode]]:
 
 @pytest.fixture(scope="module")
 def trained(
-    pendulum: tuple[MDPDataset, list[Episode]],
+    pendulum: tuple[MDPDataset, list[Episode]], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[ProbabilisticEnsembleDynamics, list[tuple[int, dict[str, float]]]]:
     torch.set_num_threads(1)
     train, held_out = pendulum
     dynamics = ProbabilisticEnsembleDynamics(**SMALL)
-    history = dynamics.fit(train, eval_episodes=held_out)
+    logdir = tmp_path_factory.mktemp("logs")
+    history = dynamics.fit(train, eval_episodes=held_out, logdir=logdir, **QUIET)
     return dynamics, history
 
 
@@ -112,8 +123,35 @@ def test_constructor_rejects_bad_values(name: str, value: Any) -> None:
 
 
 def test_constructor_rejects_unknown_parameters() -> None:
+    with pytest.raises(TypeError, match="horizon"):
+        ProbabilisticEnsembleDynamics(horizon=5)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="horizon"):
-        ProbabilisticEnsembleDynamics(horizon=5)
+        ProbabilisticEnsembleDynamics.from_params({"horizon": 5})
+
+
+def test_signature_lists_the_config_fields_with_their_defaults() -> None:
+    parameters = inspect.signature(ProbabilisticEnsembleDynamics).parameters
+    fields = dataclasses.fields(DynamicsConfig)
+    assert list(parameters) == [f.name for f in fields]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
+    assert all(p.annotation is not inspect.Parameter.empty for p in parameters.values())
+    for f in fields:
+        assert parameters[f.name].default == f.default, f.name
+    defaults = {name: p.default for name, p in parameters.items()}
+    assert DynamicsConfig(**defaults) == DynamicsConfig()
+    assert ProbabilisticEnsembleDynamics().config == DynamicsConfig()
+
+
+def test_fit_takes_bear_fits_arguments_with_the_same_defaults() -> None:
+    from bear_core import BEAR
+
+    ours = inspect.signature(ProbabilisticEnsembleDynamics.fit).parameters
+    bears = inspect.signature(BEAR.fit).parameters
+    reference = [name for name, p in bears.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert list(ours)[: len(reference)] == reference  # self, episodes, experiment_name, ...
+    for name in reference[2:]:
+        assert ours[name].default == bears[name].default, name
+    assert ours["n_epochs"].kind is ours["run_dir"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 # --- learning -------------------------------------------------------------------------------------
@@ -192,11 +230,88 @@ def test_fit_is_seeded() -> None:
 
     def predictions(seed: int) -> np.ndarray:
         dynamics = ProbabilisticEnsembleDynamics(**TINY, seed=seed)
-        dynamics.fit(data)
+        dynamics.fit(data, **QUIET)
         return dynamics.predict(data.observations[:8], data.actions[:8], with_variance=True)[0]
 
     np.testing.assert_array_equal(predictions(0), predictions(0))
     assert not np.array_equal(predictions(0), predictions(1))
+
+
+# --- fit's run directory --------------------------------------------------------------------------
+
+
+def test_fit_writes_a_run_directory_with_the_run_logger(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = make_dataset()
+    dynamics = ProbabilisticEnsembleDynamics(**{**TINY, "n_epochs": 4})
+    history = dynamics.fit(data, experiment_name="dyn", with_timestamp=False, logdir=tmp_path,
+                           verbose=True, show_progress=False, tensorboard=True,
+                           save_interval=2)  # fmt: skip
+    run = tmp_path / "dyn"
+    assert json.loads((run / "params.json").read_text()) == dynamics.get_params()
+    again = ProbabilisticEnsembleDynamics.from_params(json.loads((run / "params.json").read_text()))
+    assert again.get_params() == dynamics.get_params()
+
+    for name in ("loss", "nll"):  # epoch,step,value per epoch, the values fit returned
+        rows = [line.split(",") for line in (run / f"{name}.csv").read_text().splitlines()]
+        assert [(int(e), int(st)) for e, st, _ in rows] == [(1, 5), (2, 10), (3, 15), (4, 20)]
+        assert [float(v) for _, _, v in rows] == [m[name] for _, m in history]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["metrics"]) for r in records] == history
+    progress = json.loads((run / "progress.json").read_text())
+    assert (progress["state"], progress["epoch"], progress["step"]) == ("finished", 4, 20)
+
+    # save_interval=2: model_2.pt and model_4.pt, each a save_model file of that epoch
+    assert sorted(p.name for p in run.glob("model_*.pt")) == ["model_2.pt", "model_4.pt"]
+    x, a = data.observations[:8], data.actions[:8]
+    for epoch in (2, 4):
+        saved = ProbabilisticEnsembleDynamics()
+        saved.load_model(run / f"model_{epoch}.pt")
+        assert (saved.epoch, saved.total_step) == (epoch, 5 * epoch)
+    np.testing.assert_array_equal(saved.predict(x, a)[0], dynamics.predict(x, a)[0])
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    loss = events.Scalars("metrics/loss")
+    assert [e.step for e in loss] == [5, 10, 15, 20]
+    assert [e.value for e in loss] == pytest.approx([m["loss"] for _, m in history])
+
+    out = capsys.readouterr()
+    assert [line.split()[:2] for line in out.out.splitlines()] == [
+        [f"epoch={e}", f"step={5 * e}"] for e in range(1, 5)
+    ]
+    assert "epoch 1" not in out.err  # show_progress=False: no bar
+
+
+def test_fit_quiet_progress_and_directory_naming(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_dataset()
+    dynamics = ProbabilisticEnsembleDynamics(**TINY)
+    dynamics.fit(data, logdir=tmp_path, verbose=False, show_progress=True, tensorboard=False)
+    (run,) = tmp_path.iterdir()  # <class name>_<YYYYmmddHHMMSS>
+    prefix, stamp = run.name.rsplit("_", 1)
+    assert prefix == "ProbabilisticEnsembleDynamics" and len(stamp) == 14 and stamp.isdigit()
+    assert not (run / "tensorboard").exists()
+    assert (run / "model_1.pt").exists()  # save_interval defaults to 1
+    out = capsys.readouterr()
+    assert out.out == ""  # verbose=False
+    assert "epoch 1" in out.err  # the progress bar
+
+    dynamics.fit(data, experiment_name="fixed", with_timestamp=False, logdir=tmp_path, **QUIET)
+    with pytest.raises(ValueError, match="already exists"):
+        dynamics.fit(data, experiment_name="fixed", with_timestamp=False, logdir=tmp_path,
+                     **QUIET)  # fmt: skip
+    assert dynamics.epoch == 2  # the refused call trained nothing
+
+    # run_dir names the directory exactly; a second fit there continues its series
+    dynamics.fit(data, run_dir=tmp_path / "exact", **QUIET)
+    dynamics.fit(data, run_dir=tmp_path / "exact", **QUIET)
+    rows = (tmp_path / "exact" / "loss.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["3", "4"]
 
 
 # --- persistence ----------------------------------------------------------------------------------
@@ -227,12 +342,12 @@ def test_save_load_round_trip(
 def test_loaded_model_resumes_training_identically(tmp_path: Path) -> None:
     data = make_dataset()
     original = ProbabilisticEnsembleDynamics(**TINY)
-    original.fit(data)
+    original.fit(data, **QUIET)
     original.save_model(tmp_path / "m.pt")
     loaded = ProbabilisticEnsembleDynamics()
     loaded.load_model(tmp_path / "m.pt")
-    original.fit(data)
-    loaded.fit(data)
+    original.fit(data, **QUIET)
+    loaded.fit(data, **QUIET)
     x, a = data.observations[:8], data.actions[:8]
     np.testing.assert_array_equal(original.predict(x, a)[0], loaded.predict(x, a)[0])
     assert loaded.epoch == original.epoch == 2
@@ -241,7 +356,7 @@ def test_loaded_model_resumes_training_identically(tmp_path: Path) -> None:
 def test_load_model_rejects_mismatches(tmp_path: Path) -> None:
     data = make_dataset()
     dynamics = ProbabilisticEnsembleDynamics(**TINY)
-    dynamics.fit(data)
+    dynamics.fit(data, **QUIET)
     dynamics.save_model(tmp_path / "m.pt")
     other = ProbabilisticEnsembleDynamics(**TINY)
     other.build(OBS_SIZE + 1, ACTION_SIZE)
@@ -387,17 +502,20 @@ def test_unbuilt_model_refuses_to_predict() -> None:
 def test_fit_rejects_bad_inputs() -> None:
     data = make_dataset()
     with pytest.raises(ValueError, match="n_epochs"):
-        ProbabilisticEnsembleDynamics(**TINY).fit(data, n_epochs=0)
+        ProbabilisticEnsembleDynamics(**TINY).fit(data, n_epochs=0, **QUIET)
     with pytest.raises(ValueError, match="eval_episodes"):
-        ProbabilisticEnsembleDynamics(**TINY).fit(data, scorers=DYNAMICS_SCORERS)
+        ProbabilisticEnsembleDynamics(**TINY).fit(data, scorers=DYNAMICS_SCORERS, **QUIET)
     with pytest.raises(ValueError, match="episodes"):
-        ProbabilisticEnsembleDynamics(**TINY).fit([])
+        ProbabilisticEnsembleDynamics(**TINY).fit([], **QUIET)
     with pytest.raises(ValueError, match="eval_episodes"):
-        ProbabilisticEnsembleDynamics(**TINY).fit(data, eval_episodes=[])
+        ProbabilisticEnsembleDynamics(**TINY).fit(data, eval_episodes=[], **QUIET)
     built = ProbabilisticEnsembleDynamics(**TINY)
     built.build(OBS_SIZE + 1, ACTION_SIZE)
     with pytest.raises(ValueError, match="episodes"):
-        built.fit(data)
+        built.fit(data, **QUIET)
+    with pytest.raises(ValueError, match="save_interval"):
+        ProbabilisticEnsembleDynamics(**TINY).fit(data, save_interval=0, **QUIET)
+    assert not Path("d3rlpy_logs").exists()  # refused before any run directory is made
 
 
 # --- scorers --------------------------------------------------------------------------------------

@@ -29,6 +29,12 @@ def test_dynamics_is_fitted_on_the_same_data_and_its_rollouts_mix_in(
     assert all(np.isfinite(v) for v in results[-1][1].values())
     (run,) = list(tmp_path.iterdir())
     assert (run / "dynamics.pt").exists()
+    # the dynamics model's own fit logged into the run's dynamics/ with the same logger
+    logged = [line.split(",")[:2] for line in (run / "dynamics" / "loss.csv").read_text().split()]
+    assert [int(epoch) for epoch, _ in logged] == [1, 2]
+    assert json.loads((run / "dynamics" / "params.json").read_text())["n_ensembles"] == 3
+    assert not list((run / "dynamics").glob("model_*.pt"))  # dynamics.pt is the model
+    assert not (run / "dynamics" / "tensorboard").exists()  # tensorboard=False passed on
     params = json.loads((run / "params.json").read_text())
     assert params["dynamics"]["params"]["n_ensembles"] == 3
     assert params["rollout_horizon"] == 2
@@ -43,7 +49,8 @@ def test_dynamics_is_fitted_on_the_same_data_and_its_rollouts_mix_in(
 
 def test_a_fitted_dynamics_object_is_used_as_given(dataset: MDPDataset, tmp_path: Path) -> None:
     dynamics = ProbabilisticEnsembleDynamics(**SMALL_DYNAMICS)
-    dynamics.fit(dataset)
+    dynamics.fit(dataset, logdir=tmp_path / "dynamics", verbose=False, show_progress=False,
+                 tensorboard=False)  # fmt: skip
     fitted_epochs = dynamics.epoch
     algo = BEAR(**TINY, dynamics=dynamics, rollout_interval=1, rollout_batch_size=8)
     algo.fit(dataset, logdir=tmp_path, verbose=False, show_progress=False, tensorboard=False)

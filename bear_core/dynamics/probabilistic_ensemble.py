@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -61,6 +62,7 @@ from bear_core.io_utils import atomic_write_with
 from bear_core.networks.layers import EnsembleLinear
 from bear_core.preprocessing.scalers import ObservationScaler
 from bear_core.scorers import WINDOW_SIZE
+from bear_core.training.run_logger import RunLogger, progress_bar, run_directory
 
 __all__ = [
     "DYNAMICS_SCORERS",
@@ -142,6 +144,9 @@ class DynamicsConfig:
         return params
 
 
+DYNAMICS_FIELDS = tuple(f.name for f in dataclasses.fields(DynamicsConfig))
+
+
 class GaussianEnsemble(nn.Module):
     """K Gaussian MLPs: x [K, N, in] -> mean and soft-clamped log-variance, each [K, N, out]."""
 
@@ -216,15 +221,31 @@ class DynamicsPredictor(Protocol):
 class ProbabilisticEnsembleDynamics:
     """MOPO's probabilistic ensemble dynamics model (see the module docstring for the math).
 
-    Takes the parameters of `DynamicsConfig` as keyword arguments. Numpy in and out, except
-    `rollout`, which works on tensors on the model's device for a training loop.
+    The keyword parameters are `DynamicsConfig`'s, with its defaults; it validates them (bad
+    values raise ValueError naming the parameter). Numpy in and out, except `rollout`, which
+    works on tensors on the model's device for a training loop.
     """
 
-    def __init__(self, **params: Any) -> None:
-        unknown = set(params) - {f.name for f in dataclasses.fields(DynamicsConfig)}
-        if unknown:
-            raise ValueError(f"unknown dynamics parameter(s): {sorted(unknown)}")
-        self._config = DynamicsConfig(**params)
+    def __init__(
+        self,
+        *,
+        n_ensembles: int = 5,
+        hidden_units: Sequence[int] = (200, 200, 200, 200),
+        learning_rate: float = 1e-3,
+        batch_size: int = 100,
+        n_epochs: int = 30,
+        n_steps_per_epoch: int | None = None,
+        eps: float = 1e-8,
+        weight_decay: float = 1e-4,
+        use_gpu: bool | int | str | None = False,
+        seed: int = 0,
+        scaler: str | None = "standard",
+        discrete_action: bool = False,
+    ) -> None:
+        # every argument is a DynamicsConfig field (tests/test_dynamics.py checks that names,
+        # order and defaults agree); DynamicsConfig validates them
+        arguments = locals()
+        self._config = DynamicsConfig(**{name: arguments[name] for name in DYNAMICS_FIELDS})
         self._networks: DynamicsNetworks | None = None
         self._optimizer: torch.optim.Optimizer | None = None
         self._generator: torch.Generator | None = None
@@ -244,7 +265,11 @@ class ProbabilisticEnsembleDynamics:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> ProbabilisticEnsembleDynamics:
-        """A new, unbuilt model with these parameters (the inverse of `get_params`)."""
+        """A new, unbuilt model with these parameters (the inverse of `get_params`); a name that
+        is not a parameter raises ValueError naming it."""
+        unknown = sorted(set(params) - set(DYNAMICS_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown dynamics parameter(s): {unknown}")
         return cls(**params)
 
     @property
@@ -292,14 +317,37 @@ class ProbabilisticEnsembleDynamics:
     def fit(
         self,
         episodes: MDPDataset | Sequence[Episode],
-        n_epochs: int | None = None,
+        experiment_name: str | None = None,
+        with_timestamp: bool = True,
+        logdir: str | Path = "d3rlpy_logs",
+        verbose: bool = True,
+        show_progress: bool = True,
+        tensorboard: bool = True,
         eval_episodes: MDPDataset | Sequence[Episode] | None = None,
+        save_interval: int = 1,
         scorers: Mapping[str, Callable[[Any, Sequence[Any]], float]] | None = None,
+        *,
+        n_epochs: int | None = None,
+        run_dir: str | Path | None = None,
     ) -> list[tuple[int, dict[str, float]]]:
         """Train for `n_epochs` (default: the config's); returns [(epoch, metrics)] with the
         epoch's mean 'loss' (L above) and 'nll' (mean per-member NLL), plus the scorers on
         `eval_episodes` (default scorers: `DYNAMICS_SCORERS`). Epochs count from 1 and continue
-        across calls; the scalers are fitted by the first call."""
+        across calls; the scalers are fitted by the first call.
+
+        The logging arguments are `BEAR.fit`'s and write the same run directory, with the same
+        logger: `<logdir>/<experiment_name or 'ProbabilisticEnsembleDynamics'>[_<timestamp>]/`
+        (or `run_dir` exactly, an extension) holds params.json (`get_params()`, which
+        `from_params` reads back), `<metric>.csv` (epoch,step,value) and metrics.jsonl per
+        epoch, progress.json, TensorBoard events under tensorboard/ with `tensorboard`, and
+        `model_<epoch>.pt` (a `save_model` file) every `save_interval` epochs. `verbose` prints
+        each epoch's metrics; `show_progress` draws a progress bar over each epoch's steps."""
+        if (
+            isinstance(save_interval, bool)
+            or not isinstance(save_interval, int)
+            or save_interval < 1
+        ):
+            raise ValueError(f"save_interval must be an int >= 1, got {save_interval!r}")
         epochs = self._config.n_epochs if n_epochs is None else n_epochs
         _check_int("n_epochs", epochs, low=1)
         train = _episode_list(episodes, "episodes")
@@ -344,25 +392,48 @@ class ProbabilisticEnsembleDynamics:
         cfg, n, k = self._config, len(buffer), self._config.n_ensembles
         steps = cfg.n_steps_per_epoch or max(1, n // cfg.batch_size)
         bootstrap = torch.randint(n, (k, n), generator=generator, device=device)
+        directory = run_directory(
+            run_dir, logdir, experiment_name, with_timestamp, type(self).__name__
+        )
+        logger = RunLogger(directory, tensorboard=tensorboard, verbose=verbose)
+        logger.write_params(self.get_params())
         history: list[tuple[int, dict[str, float]]] = []
-        net.train()
-        for _ in range(epochs):
-            sums = torch.zeros(2, device=device)
-            for _ in range(steps):
-                picks = torch.randint(n, (k, cfg.batch_size), generator=generator, device=device)
-                rows = bootstrap.gather(1, picks)  # [K, B]: member k's own resample
-                loss, nll = self._loss(inputs[rows], targets[rows])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                sums += torch.stack([loss.detach(), nll.detach()])
-                self.total_step += 1
-            self.epoch += 1
-            mean_loss, mean_nll = (sums / steps).tolist()
-            metrics = {"loss": mean_loss, "nll": mean_nll}
-            for name, scorer in (scorers or {}).items():
-                metrics[name] = float(scorer(self, evaluation or []))
-            history.append((self.epoch, metrics))
+        first_epoch, last_epoch, start = self.epoch + 1, self.epoch + epochs, time.monotonic()
+        try:
+            for epoch in range(first_epoch, last_epoch + 1):
+                net.train()
+                sums = torch.zeros(2, device=device)
+                for _ in progress_bar(range(steps), f"epoch {epoch}", show_progress):
+                    picks = torch.randint(
+                        n, (k, cfg.batch_size), generator=generator, device=device
+                    )
+                    rows = bootstrap.gather(1, picks)  # [K, B]: member k's own resample
+                    loss, nll = self._loss(inputs[rows], targets[rows])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    sums += torch.stack([loss.detach(), nll.detach()])
+                    self.total_step += 1
+                self.epoch = epoch
+                mean_loss, mean_nll = (sums / steps).tolist()
+                metrics = {"loss": mean_loss, "nll": mean_nll}
+                for name, scorer in (scorers or {}).items():
+                    metrics[name] = float(scorer(self, evaluation or []))
+                history.append((epoch, metrics))
+                logger.log_epoch(epoch, self.total_step, metrics)
+                if epoch % save_interval == 0:
+                    self.save_model(directory / f"model_{epoch}.pt")
+                logger.write_progress(
+                    state="running" if epoch < last_epoch else "finished",
+                    epoch=epoch,
+                    n_epochs=last_epoch,
+                    step=self.total_step,
+                    total_steps=self.total_step + (last_epoch - epoch) * steps,
+                    elapsed_s=time.monotonic() - start,
+                    metrics=metrics,
+                )
+        finally:
+            logger.close()
         return history
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from bear_core.bear.algo import metrics_to_floats
 from bear_core.bear.modules import TorchBatch
 from bear_core.dataset import Episode, MDPDataset, TransitionBuffer
 from bear_core.training.rollouts import ModelRollouts
+from bear_core.training.run_logger import RunLogger, progress_bar, run_directory
 
 if TYPE_CHECKING:
     from bear_core.bear.algo import BEAR
@@ -59,7 +59,7 @@ def fitter(
     train_episodes, bounds = _episodes(episodes, "episodes")
     bounds = bounds if bounds is not None else action_bounds
     buffer = TransitionBuffer.from_episodes(train_episodes)
-    directory = _run_directory(run_dir, logdir, experiment_name, with_timestamp)
+    directory = run_directory(run_dir, logdir, experiment_name, with_timestamp, "BEAR")
 
     if algo.impl is None:
         algo.create_impl(train_episodes[0].observation_shape, train_episodes[0].action_size)
@@ -89,8 +89,13 @@ def fitter(
     cfg = algo.config
     steps_per_epoch = cfg.n_steps_per_epoch or max(1, len(buffer) // cfg.batch_size)
     data = _device_data(buffer, m)
-    model_data = ModelRollouts(algo, buffer, directory, train_episodes) if algo.dynamics else None
-    logger = _logger(directory, tensorboard, verbose)
+    model_data = None
+    if algo.dynamics:
+        model_data = ModelRollouts(
+            algo, buffer, directory, train_episodes,
+            verbose=verbose, show_progress=show_progress, tensorboard=tensorboard,
+        )  # fmt: skip
+    logger = RunLogger(directory, tensorboard=tensorboard, verbose=verbose)
     logger.write_params(algo.params_json())
     n = len(buffer)
 
@@ -102,7 +107,7 @@ def fitter(
             sums: dict[str, torch.Tensor] = {}
             steps = range(max(0, done_in_epoch), steps_per_epoch)
             done_in_epoch = 0
-            bar = _progress_bar(steps, epoch, show_progress)
+            bar = progress_bar(steps, f"epoch {epoch}", show_progress)
             for _ in bar:
                 if should_stop is not None and should_stop():
                     algo.save_model(directory / CHECKPOINT)
@@ -180,31 +185,6 @@ def _checksum(episodes: MDPDataset | Sequence[Episode], buffer: TransitionBuffer
     return digest.hexdigest()
 
 
-def _run_directory(
-    run_dir: str | Path | None,
-    logdir: str | Path,
-    experiment_name: str | None,
-    with_timestamp: bool,
-) -> Path:
-    if run_dir is not None:
-        path = Path(run_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    name = experiment_name or "BEAR"
-    while True:
-        suffix = f"_{datetime.now().strftime('%Y%m%d%H%M%S')}" if with_timestamp else ""
-        path = Path(logdir) / f"{name}{suffix}"
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            if not with_timestamp:
-                raise ValueError(
-                    f"experiment_name={name!r}: {path} already exists (with_timestamp=False)"
-                ) from None
-            time.sleep(1.0)
-
-
 def _device_data(buffer: TransitionBuffer, m: Any) -> tuple[torch.Tensor, ...]:
     """(obs, actions, rewards, next_obs, terminals) on the device, scaled once."""
 
@@ -219,17 +199,3 @@ def _device_data(buffer: TransitionBuffer, m: Any) -> tuple[torch.Tensor, ...]:
             m.observation_scaler(tensor(buffer.next_observations)).contiguous(),
             tensor(buffer.terminals).reshape(-1),
         )
-
-
-def _logger(directory: Path, tensorboard: bool, verbose: bool) -> Any:
-    from bear_core.training.run_logger import RunLogger
-
-    return RunLogger(directory, tensorboard=tensorboard, verbose=verbose)
-
-
-def _progress_bar(steps: range, epoch: int, show: bool) -> Any:
-    if not show:
-        return steps
-    from tqdm.auto import tqdm
-
-    return tqdm(steps, desc=f"epoch {epoch}", leave=False)

@@ -15,15 +15,28 @@ if TYPE_CHECKING:
     from bear_core.bear.algo import BEAR
 
 DYNAMICS_FILE = "dynamics.pt"
+DYNAMICS_LOGS = "dynamics"  # the run's subdirectory for the dynamics model's own fit logs
 
 
 class ModelRollouts:
     """MOPO-style model data: every rollout_interval steps, short rollouts of the dynamics model
     from dataset states under the current policy replace the synthetic transitions, and each
-    mini-batch takes real_ratio of its rows from the dataset and the rest from them."""
+    mini-batch takes real_ratio of its rows from the dataset and the rest from them.
+
+    A dynamics model not fitted yet is fitted here on the same episodes, its logs in the run's
+    `dynamics/` subdirectory (with BEAR's verbose, show_progress and tensorboard), and saved as
+    `dynamics.pt`, where a resumed run finds it."""
 
     def __init__(
-        self, algo: BEAR, buffer: TransitionBuffer, directory: Path, episodes: list[Episode]
+        self,
+        algo: BEAR,
+        buffer: TransitionBuffer,
+        directory: Path,
+        episodes: list[Episode],
+        *,
+        verbose: bool = False,
+        show_progress: bool = False,
+        tensorboard: bool = False,
     ) -> None:
         self.algo, self.buffer, self.dynamics = algo, buffer, algo.dynamics
         if len(buffer.observation_shape) != 1:
@@ -32,7 +45,15 @@ class ModelRollouts:
         if self.dynamics.observation_size is None and saved.exists():
             self.dynamics.load_model(saved)
         if self.dynamics.observation_size is None:  # not fitted yet: fit on the same data
-            self.dynamics.fit(episodes)
+            n_epochs = self.dynamics.config.n_epochs
+            self.dynamics.fit(
+                episodes,
+                verbose=verbose,
+                show_progress=show_progress,
+                tensorboard=tensorboard,
+                save_interval=n_epochs + 1,  # no model_<epoch>.pt: dynamics.pt is the model
+                run_dir=directory / DYNAMICS_LOGS,
+            )
             self.dynamics.save_model(saved)
         self.generator = torch.Generator(device=self.dynamics.device)
         self.generator.manual_seed(algo.config.seed + 1)

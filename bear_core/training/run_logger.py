@@ -1,16 +1,60 @@
 """Run-directory logging: params.json, one CSV per metric (epoch,step,value), metrics.jsonl,
 progress.json and optional TensorBoard events. Every file is rewritten atomically, so a reader
-(or a killed trainer) never leaves half a file. The only place that writes training logs."""
+(or a killed trainer) never leaves half a file. The only place that writes training logs, for
+BEAR's training loop and the dynamics model's `fit` alike; `run_directory` names and creates the
+directory as the reference's `fit` arguments say, `progress_bar` draws the per-epoch bar."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bear_core.io_utils import atomic_write_json, atomic_write_text
+
+T = TypeVar("T")
+
+
+def run_directory(
+    run_dir: str | Path | None,
+    logdir: str | Path,
+    experiment_name: str | None,
+    with_timestamp: bool,
+    default_name: str,
+) -> Path:
+    """`run_dir` itself when given (created if missing, reused if there); otherwise a new
+    `<logdir>/<experiment_name or default_name>[_<YYYYmmddHHMMSS>]`, waiting a second and
+    retrying on a clash of timestamps. Without the timestamp an existing directory is refused."""
+    if run_dir is not None:
+        path = Path(run_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    name = experiment_name or default_name
+    while True:
+        suffix = f"_{datetime.now().strftime('%Y%m%d%H%M%S')}" if with_timestamp else ""
+        path = Path(logdir) / f"{name}{suffix}"
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            if not with_timestamp:
+                raise ValueError(
+                    f"experiment_name={name!r}: {path} already exists (with_timestamp=False)"
+                ) from None
+            time.sleep(1.0)
+
+
+def progress_bar(steps: Iterable[T], description: str, show: bool) -> Iterable[T]:
+    """`steps` wrapped in a tqdm bar on stderr (cleared when done) when `show`, else as is."""
+    if not show:
+        return steps
+    from tqdm.auto import tqdm
+
+    return tqdm(steps, desc=description, leave=False)
 
 
 class RunLogger:
