@@ -5,12 +5,12 @@ duck-typed (see `ScoredAlgo`); the episodes are duck-typed as well (see `ScoredE
 module needs neither torch nor the dataset module. Model calls are made on windows of at most
 `WINDOW_SIZE` transitions of one episode, which bounds memory on long episodes.
 
-Sign convention. d3rlpy 0.x returns some scorers negated (its NEGATED_SCORER list: TD error,
-discounted sum of advantage, average value estimation, value-estimation std and continuous action
-difference) so that "higher is better" holds for every scorer, and negates them back before
-logging. Here every scorer returns its natural value (e.g. `td_error_scorer` is the mean squared TD
-error, a non-negative number) and `LOWER_IS_BETTER` names those that the reference negates. A logger
-logs the value as returned; a model selector minimises the scorers named in `LOWER_IS_BETTER` and
+Sign convention. d3rlpy 0.x returns some scorers negated (TD error, discounted sum of
+advantage, average value estimation, value-estimation std and continuous action difference) so
+that "higher is better" holds for every scorer, and negates them back before logging. Here every
+scorer returns its natural value (e.g. `td_error_scorer` is the mean squared TD error, a
+non-negative number) and `LOWER_IS_BETTER` names those that the reference negates. A logger logs
+the value as returned; a model selector minimises the scorers named in `LOWER_IS_BETTER` and
 maximises the others.
 
 Deliberate differences from the reference:

@@ -282,3 +282,66 @@ def test_policy_log_prob_is_the_tanh_gaussian_density() -> None:
     torch.testing.assert_close(
         log_prob, squashed.log_prob(actions).sum(dim=-1), atol=1e-3, rtol=1e-4
     )
+
+
+# --- clean-ups: kernel kinds, disjoint optimizers, IQN target fractions ---------------------------
+
+
+def test_unknown_kernel_kind_raises() -> None:
+    x = torch.randn(2, 3, 2)
+    with pytest.raises(ValueError, match="rbf"):
+        kernel(x, x, "rbf", 1.0)
+    with pytest.raises(ValueError, match="Gaussian"):
+        mmd(x, x, "Gaussian", 1.0)
+
+
+def test_step_refuses_optimizers_that_share_parameters() -> None:
+    import gc
+
+    from bear_core.bear import update
+
+    shared, own = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    first = torch.optim.Adam([shared])
+    second = torch.optim.Adam([own, shared])
+    losses = {"a_loss": (first, shared.sum()), "b_loss": (second, (own * shared[:2]).sum())}
+    with pytest.raises(ValueError, match="a_loss and b_loss"):
+        update._step(losses)
+    assert shared.grad is None  # refused before any backward pass or step
+
+    third = torch.optim.Adam([torch.nn.Parameter(torch.ones(2))])
+    key = (id(first), id(third))
+    p = third.param_groups[0]["params"][0]
+    out = update._step({"a_loss": (first, shared.sum()), "c_loss": (third, p.sum())})
+    assert set(out) == {"a_loss", "c_loss"} and key in update._DISJOINT
+    del first, third, losses, out, p
+    gc.collect()
+    assert key not in update._DISJOINT  # forgotten with its optimizers
+
+
+def test_update_step_optimizer_sets_are_disjoint_and_cached() -> None:
+    from bear_core.bear import update
+
+    algo = built(share_encoder=True)
+    m = algo.impl
+    assert m is not None
+    algo.update(1, 0, random_batch())  # imitator + critic, then actor + temp + alpha
+    assert (id(m.imitator_optim), id(m.critic_optim)) in update._DISJOINT
+    assert (id(m.actor_optim), id(m.temp_optim), id(m.alpha_optim)) in update._DISJOINT
+
+
+def test_iqn_target_quantiles_are_taken_at_fixed_midpoint_fractions() -> None:
+    """The deliberate choice in the losses module docstring: the target critics evaluate IQN
+    quantiles at tau_i = (i + 1/2) / N while the online critics sample their fractions."""
+    n = 8
+    algo = built(q_func_type="iqn", n_quantiles=n)
+    m = algo.impl
+    assert m is not None
+    m.train()  # as update_on_device does
+    obs, actions = torch.randn(5, OBS_SIZE), torch.rand(5, ACTION_SIZE) * 2 - 1
+    target = m.target_critics.distribution(obs, actions)
+    assert target.taus is not None
+    torch.testing.assert_close(target.taus, ((torch.arange(n) + 0.5) / n).expand(1, 5, n))
+    again = m.target_critics.distribution(obs, actions)
+    torch.testing.assert_close(target.quantiles, again.quantiles)  # no sampling noise
+    online = m.critics.distribution(obs, actions, m.generator)
+    assert online.taus is not None and not torch.allclose(online.taus, target.taus)

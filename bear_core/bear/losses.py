@@ -1,6 +1,6 @@
-"""BEAR's math, top to bottom (Kumar et al. 2019, arXiv 1906.00949; canonical form of
-bear_anchor §1). Each loss is a pure function of tensors and modules: nothing here steps an
-optimizer: `bear_core.bear.update.update_step` is the short recipe that orders one gradient step.
+"""BEAR's math, top to bottom (Kumar et al. 2019, arXiv 1906.00949). Each loss is a pure
+function of tensors and modules: nothing here steps an optimizer:
+`bear_core.bear.update.update_step` is the short recipe that orders one gradient step.
 
 Symbols: s, a, r, s', d a batch of transitions; pi_phi the policy; pi_beta the behaviour model;
 Q_1..Q_K the critics and Q'_k their Polyak targets; T the SAC temperature; alpha the Lagrange
@@ -17,6 +17,11 @@ Deliberate choices, where the reference implementations differ from each other:
 - The SAC term uses the first of the n policy samples drawn for the MMD (as the paper's code).
 - Distributional critics (qr, iqn, fqf) pick a_j and the min/max critics by expected value and
   regress on the mixed target quantiles with the quantile Huber loss.
+- IQN's target uses fixed fractions: the target critics (always in eval mode) evaluate their
+  quantiles at the N midpoints tau_i = (i + 1/2) / N, i = 0..N-1 (N = n_quantiles), not at
+  freshly sampled tau' ~ U(0, 1) as in Dabney et al. 2018. The online critics still sample
+  their N fractions every step, so the loss regresses sampled quantiles on an evenly spaced
+  target distribution that carries no fraction-sampling noise (deterministic given s', a_j).
 - Bootstrap masks are drawn fresh every step, one {0, 1} per critic and transition.
 - Augmented observations (after scaling) average each loss over n_augmentations draws;
   temperature and alpha use the draws' mean log pi and MMD.
@@ -31,13 +36,17 @@ import torch
 from bear_core.networks.q_functions import QDistribution, quantile_huber_loss
 
 LOG_ALPHA_MIN, LOG_ALPHA_MAX = -5.0, 10.0
+KERNELS = ("gaussian", "laplacian")
 
 
 # --- MMD between pi_phi and pi_beta -------------------------------------------------------------
 
 
 def kernel(x: torch.Tensor, y: torch.Tensor, kind: str, sigma: float) -> torch.Tensor:
-    """k(x_i, y_j) for x [B, n, A], y [B, m, A] -> [B, n, m]."""
+    """k(x_i, y_j) for x [B, n, A], y [B, m, A] -> [B, n, m]; `kind` 'gaussian' or 'laplacian'
+    (anything else raises ValueError)."""
+    if kind not in KERNELS:
+        raise ValueError(f"kernel kind must be one of {list(KERNELS)}, got {kind!r}")
     # action dim first: the sums over A then run over whole contiguous [n, m] planes
     x_t, y_t = x.transpose(1, 2).contiguous(), y.transpose(1, 2).contiguous()  # [B, A, n|m]
     diff = x_t.unsqueeze(3) - y_t.unsqueeze(2)  # [B, A, n, m]
@@ -122,8 +131,8 @@ def critic_target(
     q_j = next_q[:, rows, j]  # [K, B]
     z_j = next_quantiles[:, rows, j]  # [K, B, N]
     z = lam * z_j[q_j.argmin(dim=0), rows] + (1.0 - lam) * z_j[q_j.argmax(dim=0), rows]  # [B, N]
-    entropy = temperature * next_log_prob[rows, j]  # [B]
-    return rewards[:, None] + gamma * (1.0 - terminals[:, None]) * (z - entropy[:, None])
+    temp_log_pi = temperature * next_log_prob[rows, j]  # T log pi(a_j|s'), [B]
+    return rewards[:, None] + gamma * (1.0 - terminals[:, None]) * (z - temp_log_pi[:, None])
 
 
 def critic_loss(

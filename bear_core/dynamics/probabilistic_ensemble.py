@@ -1,7 +1,7 @@
 """MOPO-style probabilistic ensemble dynamics model T(s', r | s, a) for model-based offline RL.
 
 Model. K Gaussian MLPs (swish) run as one ensemble network (weights [K, in, out],
-`bear_core.linear.ensemble_linear`).
+`bear_core.networks.layers.EnsembleLinear`).
 Member k maps the standardised input x = [s, a] to the mean mu_k and log-variance l_k of the
 standardised target y = [s' - s, r]. The raw log-variance is soft-clamped between learned
 per-member bounds, as in PETS and MOPO:
