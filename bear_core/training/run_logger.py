@@ -52,9 +52,10 @@ def progress_bar(steps: Iterable[T], description: str, show: bool) -> Iterable[T
     """`steps` wrapped in a tqdm bar on stderr (cleared when done) when `show`, else as is."""
     if not show:
         return steps
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # type: ignore[import-untyped, unused-ignore]
 
-    return tqdm(steps, desc=description, leave=False)
+    bar: Iterable[T] = tqdm(steps, desc=description, leave=False)
+    return bar
 
 
 class RunLogger:
