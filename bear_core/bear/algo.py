@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bear_core.bear.modules import BEARModules, TorchBatch
-from bear_core.bear.update import update_step
+from bear_core.bear.update import metrics_to_floats, update_step
 from bear_core.config import (
     NO_ENCODER_PARAMS,
     BEARConfig,
@@ -511,11 +511,3 @@ def check_array(x: Any, name: str, row_shape: tuple[int, ...] | None) -> np.ndar
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
-
-
-def metrics_to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
-    """One device sync for all metrics."""
-    if not metrics:
-        return {}
-    values = torch.stack([v.float() for v in metrics.values()]).tolist()
-    return dict(zip(metrics, values, strict=True))

@@ -171,3 +171,11 @@ def _check_disjoint(losses: dict[str, tuple[torch.optim.Optimizer, torch.Tensor]
 
 def _forget(optimizer_id: int) -> None:
     _DISJOINT.difference_update({key for key in _DISJOINT if optimizer_id in key})
+
+
+def metrics_to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """One device sync for all metrics."""
+    if not metrics:
+        return {}
+    values = torch.stack([v.float() for v in metrics.values()]).tolist()
+    return dict(zip(metrics, values, strict=True))

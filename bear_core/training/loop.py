@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from bear_core.bear.algo import metrics_to_floats
 from bear_core.bear.modules import TorchBatch
+from bear_core.bear.update import metrics_to_floats
 from bear_core.dataset import Episode, MDPDataset, TransitionBuffer
 from bear_core.training.rollouts import ModelRollouts
 from bear_core.training.run_logger import RunLogger, progress_bar, run_directory
