@@ -126,7 +126,7 @@ def load_generator(args: argparse.Namespace) -> None:
 
 def build_store(root: Path) -> Path:
     """A temporary store with a briefly trained Pendulum-sized model in production."""
-    from service.store import ModelStore
+    from service.models.model_store import ModelStore
 
     cli = [sys.executable, "-m", "bear_core"]
     quiet = {"cwd": REPO_ROOT, "check": True, "stdout": sys.stderr}
@@ -142,7 +142,7 @@ def build_store(root: Path) -> Path:
 
 def runtime_latency(store: Path, n: int) -> tuple[dict[str, float], list[float]]:
     from bear_core.bundle import load_bundle
-    from service.store import ModelStore
+    from service.models.model_store import ModelStore
 
     models = ModelStore(store)
     name = models.models()[0]

@@ -13,11 +13,11 @@ import uvicorn
 from pydantic import ValidationError
 
 from service.app import create_app
-from service.demo import bootstrap_demo
-from service.errors import ServiceError
-from service.logs import get_logger
-from service.settings import Settings
-from service.store import ModelStore
+from service.core.http_errors import ServiceError
+from service.core.json_logs import get_logger
+from service.core.settings import Settings
+from service.models.demo import bootstrap_demo
+from service.models.model_store import ModelStore
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
-"""The FastAPI application: `create_app(settings)` builds it; the lifespan opens the model store
-and loads every production model before the first request, opens the dataset store and the job
-table, starts the job dispatcher (unless BEAR_DISPATCHER=false: then `python -m service.worker`
-runs it) and follows production versions that another process sets in the store.
+"""The FastAPI application: `create_app(settings)` builds it, wiring the core middleware and
+error handlers and every domain's router; the lifespan opens the model store and loads every
+production model before the first request, opens the dataset store and the job table, starts the
+job dispatcher (unless BEAR_DISPATCHER=false: then `python -m service.worker` runs it) and follows
+production versions that another process sets in the store.
 
 Run with `python -m service`, or `uvicorn --factory service.app:create_app` (settings from the
 BEAR_* environment).
@@ -14,29 +15,30 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
+from fastapi import FastAPI
 
 from service import __version__
-from service.datasets import DatasetStore
-from service.dispatcher import Dispatcher
-from service.errors import InvalidInput, ServiceError
-from service.jobdb import JobDB
-from service.limits import BodyLimit
-from service.logs import get_logger
-from service.metrics import Metrics
-from service.middleware import RequestContext
-from service.model import Execution
-from service.registry import Registry
-from service.routers import datasets, health, inference, jobs, metrics, models, oip
-from service.settings import Settings
-from service.store import ModelStore
+from service.core import health_routes, prometheus
+from service.core.body_limit import BodyLimit
+from service.core.error_handlers import add_error_handlers
+from service.core.json_logs import get_logger
+from service.core.middleware import RequestContext
+from service.core.prometheus import Metrics
+from service.core.settings import Settings
+from service.datasets import dataset_routes
+from service.datasets.dataset_store import DatasetStore
+from service.inference import inference_routes, oip_routes
+from service.inference.served_model import Execution
+from service.jobs import job_routes
+from service.jobs.dispatcher import Dispatcher
+from service.jobs.job_db import JobDB
+from service.models import model_routes
+from service.models.model_store import ModelStore
+from service.models.registry import Registry
 
 _UPLOAD_PATH = re.compile(r"/models/[^/]+/versions/?")
 _DATASET_PATH = re.compile(r"/datasets/?")
@@ -104,16 +106,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodyLimit, limit_for=_body_limit(settings))
     app.add_middleware(RequestContext, metrics=app_metrics, logger=logger)
-    app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.include_router(inference.router)
-    app.include_router(models.router)
-    app.include_router(oip.router)
-    app.include_router(datasets.router)
-    app.include_router(jobs.router)
+    add_error_handlers(app)
+    app.include_router(health_routes.router)
+    app.include_router(prometheus.router)
+    app.include_router(inference_routes.router)
+    app.include_router(model_routes.router)
+    app.include_router(oip_routes.router)
+    app.include_router(dataset_routes.router)
+    app.include_router(job_routes.router)
     return app
 
 
@@ -138,38 +138,3 @@ def _body_limit(settings: Settings) -> Callable[[str, str], int]:
         return settings.max_body_bytes
 
     return limit_for
-
-
-def _input_status(request: Request) -> int:
-    """Bad input is 400 on the Open Inference Protocol paths (its convention), 422 elsewhere."""
-    return 400 if request.url.path.startswith("/v2/") else 422
-
-
-async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-    code = _input_status(request) if isinstance(exc, InvalidInput) else exc.status_code
-    return JSONResponse({"error": exc.message}, status_code=code)
-
-
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
-    message = "; ".join(_describe(e) for e in errors[:3])
-    if len(errors) > 3:
-        message += f" (and {len(errors) - 3} more)"
-    return JSONResponse({"error": message}, status_code=_input_status(request))
-
-
-async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-
-def _describe(error: dict[str, Any]) -> str:
-    """'observations[0][2]: Input should be a finite number' from a pydantic error."""
-    where, *loc = error.get("loc", ("body",))
-    field = ""
-    for part in loc:
-        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
-    if error.get("type") == "json_invalid":
-        return f"body: invalid JSON ({error.get('ctx', {}).get('error', 'unparsable')})"
-    if error.get("type") == "missing" and not loc:
-        return f"{where}: required"
-    return f"{field or where}: {error.get('msg', 'invalid')}"

@@ -13,7 +13,7 @@ import pytest
 from bear_core import BEAR
 from bear_core.bundle import load_bundle
 from bear_core.dataset import generate_pendulum_dataset
-from service.store import ModelStore
+from service.models.model_store import ModelStore
 from tests.conftest import TINY, make_dataset
 from tests.service.serving import (
     API_KEY,

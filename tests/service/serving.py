@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from bear_core.bundle import PolicyBundle
-from service.store import ModelStore
+from service.models.model_store import ModelStore
 
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "test-admin-key-0123"

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.errors import InvalidInput
-from service.training import training_params
+from service.core.http_errors import InvalidInput
+from service.jobs.job_specs import training_params
 from tests.service.serving import (
     ADMIN,
     API_KEY,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings
+from service.core.settings import Settings
 from service.worker import heartbeat_is_fresh
 from tests.service.serving import (
     API_KEY,

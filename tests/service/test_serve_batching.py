@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.batching import MicroBatcher
+from service.inference.micro_batching import MicroBatcher
 from tests.conftest import OBS_SIZE
 from tests.service.serving import Bundle, running_server
 

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from service.store import ModelStore
+from service.models.model_store import ModelStore
 from tests.service.serving import MODEL, REPO, Bundle
 
 SCRIPT = textwrap.dedent(
@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
     import service.__main__
     import service.worker
     from service.app import create_app
-    from service.settings import Settings
+    from service.core.settings import Settings
 
     key = {"X-API-Key": "test-admin-key-0123"}
     app = create_app(Settings(store=sys.argv[1], api_keys=[key["X-API-Key"]], job_poll_s=0.1))

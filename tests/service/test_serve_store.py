@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import Conflict, InvalidBundle, InvalidInput, NotFound
-from service.store import ModelStore
+from service.core.http_errors import Conflict, InvalidBundle, InvalidInput, NotFound
+from service.models.model_store import ModelStore
 from tests.service.serving import MODEL, REPO, Bundle
 
 

@@ -1,0 +1,16 @@
+"""Request dependencies every domain uses: the app's settings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.core.settings import Settings
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,115 @@
+"""Request and response bodies of the task API and of the Open Inference Protocol v2."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.core.api_schemas import Request, Response
+
+Row = Annotated[list[float], Field(min_length=1)]
+Batch = Annotated[list[Row], Field(min_length=1, description="[N, width] rows, N >= 1")]
+Scalar = str | int | float | bool
+
+
+class OipRequest(BaseModel):
+    """Open Inference Protocol bodies: fields this server does not use are ignored, as other
+    servers do, so existing clients work."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+
+
+# --- task API ---------------------------------------------------------------------------------
+
+
+class PredictRequest(Request):
+    observations: Batch
+
+
+class SampleActionRequest(Request):
+    observations: Batch
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="makes the draw reproducible")
+
+
+class ValueRequest(Request):
+    observations: Batch
+    actions: Batch
+    with_std: bool = Field(False, description="also return the std over the critic ensemble")
+    per_critic: bool = Field(False, description="also return every critic's value")
+
+
+class ActionsResponse(Response):
+    actions: list[list[float]]
+    model: str
+    version: str
+
+
+class ValueResponse(Response):
+    values: list[float] = Field(description="mean over the critic ensemble")
+    stds: list[float] | None = Field(None, description="population std over the ensemble")
+    per_critic: list[list[float]] | None = Field(None, description="[N, n_critics]")
+    model: str
+    version: str
+
+
+# --- Open Inference Protocol v2 -----------------------------------------------------------------
+
+
+class InferInput(OipRequest):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Scalar] | None = None
+    data: list[Any] = Field(description="row-major, flat or nested")
+
+
+class RequestedOutput(OipRequest):
+    name: str
+    parameters: dict[str, Scalar] | None = None
+
+
+class InferRequest(OipRequest):
+    id: str | None = None
+    parameters: dict[str, Scalar] | None = Field(None, description="'seed' for sampled_actions")
+    inputs: list[InferInput] = Field(min_length=1)
+    outputs: list[RequestedOutput] | None = Field(None, description="default: actions")
+
+
+class InferOutput(Response):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[float]
+
+
+class InferResponse(Response):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[InferOutput]
+
+
+class TensorMetadata(Response):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(Response):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ServerMetadata(Response):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ModelReadiness(Response):
+    name: str
+    ready: bool

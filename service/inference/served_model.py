@@ -1,0 +1,87 @@
+"""A loaded model version as the request handlers see it: a verified bundle plus how its graphs
+are run (inline on the event loop for small batches, on a worker thread for large ones, or
+through a micro-batcher)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio.to_thread
+import numpy as np
+
+from bear_core.bundle import PolicyBundle
+from service.core.prometheus import Metrics
+from service.inference.micro_batching import MicroBatcher
+
+
+@dataclass(frozen=True)
+class Execution:
+    offload_rows: int = 256
+    batching: bool = False
+    batch_max_rows: int = 64
+    batch_max_delay_s: float = 0.0
+
+
+class ServedModel:
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        bundle: PolicyBundle,
+        execution: Execution,
+        metrics: Metrics,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.bundle = bundle
+        self._offload_rows = execution.offload_rows
+        self._graphs: dict[str, Callable[..., np.ndarray]] = {
+            "policy": bundle.predict,
+            "sampler": bundle.sample_with_noise,
+            "critics": bundle.predict_q,
+        }
+        self._batchers = (
+            {
+                graph: MicroBatcher(run, execution.batch_max_rows, execution.batch_max_delay_s)
+                for graph, run in self._graphs.items()
+            }
+            if execution.batching
+            else {}
+        )
+        self._rows = {graph: metrics.rows.labels(name, version, graph) for graph in self._graphs}
+
+    @property
+    def observation_width(self) -> int:
+        return int(np.prod(self.bundle.observation_shape))
+
+    async def predict(self, observations: np.ndarray) -> np.ndarray:
+        """Greedy actions [N, A]."""
+        return await self._call("policy", observations)
+
+    async def sample(self, observations: np.ndarray, seed: int | None) -> np.ndarray:
+        """Sampled actions [N, A]; the same draw as PolicyBundle.sample_action(obs, seed)."""
+        noise = self.bundle.noise(len(observations), seed)
+        return await self._call("sampler", observations, noise)
+
+    async def q_values(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Per-critic Q values [N, K]."""
+        return await self._call("critics", observations, actions)
+
+    async def _call(self, graph: str, *arrays: np.ndarray) -> np.ndarray:
+        rows = len(arrays[0])
+        self._rows[graph].inc(rows)
+        batcher = self._batchers.get(graph)
+        if batcher is not None and rows < batcher.max_rows:
+            return await batcher.submit(*arrays)
+        if rows > self._offload_rows:
+            return await anyio.to_thread.run_sync(self._graphs[graph], *arrays)
+        return self._graphs[graph](*arrays)
+
+    def warm_up(self) -> None:
+        """Run each graph once so the first request does not pay for allocations."""
+        obs = np.zeros((1, *self.bundle.observation_shape), self.bundle.manifest.observation_dtype)
+        act = np.zeros((1, self.bundle.action_size), np.float32)
+        self.bundle.predict(obs)
+        self.bundle.sample_with_noise(obs, act)
+        self.bundle.predict_q(obs, act)

@@ -1,0 +1,302 @@
+"""The job dispatcher: claims queued jobs (up to max_concurrent_jobs at a time, oldest first) and
+runs each as `python -m bear_core train`, then `export`, in child processes with their own
+process groups; publishes the bundle as the next version of the job's model.
+
+One dispatcher per store: it holds an flock on <store>/jobs/dispatcher.lock while it runs (a
+second one waits for it) and rewrites <store>/jobs/dispatcher.heartbeat every poll (for health
+checks), so on start-up every row still "running" was left by a dispatcher that
+is gone. Such a job's leftover trainer is stopped, then the job goes back to the queue when it
+asked for resume (the trainer resumes from its checkpoint) or is marked failed. A dispatcher
+that is told to stop (service shutdown) stops its trainers the same way: SIGTERM, a grace period
+in which they checkpoint, then SIGKILL.
+
+While a child runs, its job row gets a heartbeat and the trainer's progress every poll, and the
+row's cancel flag (set by POST /jobs/{id}/cancel, from any process) is honoured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Literal
+
+from service.core.http_errors import ServiceError
+from service.core.settings import Settings
+from service.datasets.dataset_store import DatasetStore
+from service.jobs.job_db import Job, JobDB
+from service.jobs.job_files import JobFiles
+from service.jobs.job_specs import export_command, train_command
+
+LOCK_FILE = "dispatcher.lock"
+HEARTBEAT_FILE = "dispatcher.heartbeat"
+MAX_ATTEMPTS = 3  # runs of one resumable job, restarts included
+LOCK_RETRY_S = 2.0
+
+Publish = Callable[[str, Path, bool], str]  # (model name, bundle dir, promote) -> version
+Stop = Literal["cancelled", "interrupted"]
+
+
+class Dispatcher:
+    def __init__(
+        self, settings: Settings, db: JobDB, publish: Publish, logger: logging.Logger
+    ) -> None:
+        self.root = settings.store
+        self._settings = settings
+        self._db = db
+        self._datasets = DatasetStore(settings.store)
+        self._publish = publish
+        self._log = logger
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="job-dispatcher", daemon=True)
+        self._runners: dict[str, threading.Thread] = {}
+        self._env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if settings.trainer_threads is not None:
+            self._env["OMP_NUM_THREADS"] = str(settings.trainer_threads)
+
+    def start(self) -> Dispatcher:
+        self._thread.start()
+        return self
+
+    def request_stop(self) -> None:
+        """Stop claiming and stop running trainers (they checkpoint); returns at once."""
+        self._stopping.set()
+
+    def stop(self) -> None:
+        """request_stop(), then wait for the started dispatcher to finish."""
+        self._stopping.set()
+        self._thread.join(timeout=self._settings.cancel_grace_s + 30.0)
+
+    def run_forever(self) -> None:
+        """Dispatch in the calling thread until request_stop() (from a signal handler)."""
+        self._main()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        lock = self._lock()
+        if lock is None:
+            return
+        try:
+            self._beat()
+            self._recover()
+            while not self._stopping.is_set():
+                try:
+                    self._dispatch()
+                except sqlite3.Error:
+                    self._log.exception("claiming a job failed; trying again")
+                self._beat()
+                self._stopping.wait(self._settings.job_poll_s)
+            for runner in list(self._runners.values()):
+                runner.join(timeout=self._settings.cancel_grace_s + 20.0)
+        finally:
+            lock.close()
+
+    def _lock(self) -> IO[bytes] | None:
+        """The dispatcher lock, waiting while another dispatcher holds it; None on stop."""
+        (self.root / "jobs").mkdir(parents=True, exist_ok=True)
+        lock = open(self.root / "jobs" / LOCK_FILE, "ab")  # noqa: SIM115 - held while running
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._log.info("job dispatcher running", extra={"store": str(self.root)})
+                return lock
+            except BlockingIOError:
+                if not waiting:
+                    self._log.info("another job dispatcher holds the store; waiting")
+                    waiting = True
+            if self._stopping.wait(LOCK_RETRY_S):
+                lock.close()
+                return None
+
+    def _beat(self) -> None:
+        path = self.root / "jobs" / HEARTBEAT_FILE
+        tmp = path.with_name(f".{HEARTBEAT_FILE}.{os.getpid()}")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "time": time.time()}))
+        os.replace(tmp, path)
+
+    def _dispatch(self) -> None:
+        for job_id, runner in list(self._runners.items()):
+            if not runner.is_alive():
+                del self._runners[job_id]
+        while len(self._runners) < self._settings.max_concurrent_jobs:
+            job = self._db.claim()
+            if job is None:
+                return
+            runner = threading.Thread(
+                target=self._run, args=(job,), name=f"job-{job.id}", daemon=True
+            )
+            self._runners[job.id] = runner
+            runner.start()
+
+    # --- one job --------------------------------------------------------------------------------
+
+    def _run(self, job: Job) -> None:
+        files = JobFiles(self.root, job.id)
+        files.directory.mkdir(parents=True, exist_ok=True)
+        self._log.info("job started", extra={"job": job.id, "attempt": job.attempts})
+        try:
+            self._train(job, files)
+        except Exception as exc:
+            self._log.exception("job runner failed", extra={"job": job.id})
+            self._db.finish(job.id, "failed", error=f"dispatcher error: {exc!r}")
+        finished = self._db.get(job.id)
+        self._log.info(
+            "job finished",
+            extra={"job": job.id, "state": finished.state, "error": finished.error},
+        )
+
+    def _train(self, job: Job, files: JobFiles) -> None:
+        python = self._settings.trainer_python
+        dataset = self._datasets.data_path(job.dataset_id)
+        steps = (
+            ("trainer", train_command(python, dataset, files.run_dir, job.spec)),
+            ("export", export_command(python, files.run_dir, files.bundle_dir)),
+        )
+        shutil.rmtree(files.bundle_dir, ignore_errors=True)
+        for what, command in steps:
+            files.append_log(f"[dispatcher] attempt {job.attempts}: {shlex.join(command)}")
+            code, stop = self._supervise(job, files, command)
+            if stop == "cancelled":
+                note = "; checkpoint saved" if files.has_checkpoint() else ""
+                self._db.finish(job.id, "cancelled", code, f"cancelled on request{note}")
+                return
+            if stop == "interrupted":
+                self._interrupted(job, files, "the service stopped while it ran")
+                return
+            if code != 0:
+                self._db.finish(job.id, "failed", code, _failure(what, code, files))
+                return
+        try:
+            version = self._publish(job.model_name, files.bundle_dir, job.spec.promote)
+        except ServiceError as exc:
+            self._db.finish(job.id, "failed", 0, f"publishing the bundle failed: {exc.message}")
+            return
+        finally:
+            shutil.rmtree(files.bundle_dir, ignore_errors=True)
+        promoted = " in production" if job.spec.promote else ""
+        files.append_log(f"[dispatcher] published {job.model_name} version {version}{promoted}")
+        self._db.finish(job.id, "succeeded", 0, model_version=version)
+
+    def _supervise(self, job: Job, files: JobFiles, command: list[str]) -> tuple[int, Stop | None]:
+        """Run `command` to its end, with heartbeats and progress; SIGTERM, grace, SIGKILL
+        when the job is cancelled or the dispatcher stops. Returns (exit code, why stopped)."""
+        with open(files.log, "ab") as log:
+            child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self._env,
+            )
+        self._db.set_pid(job.id, child.pid)
+        stop: Stop | None = None
+        kill_at: float | None = None
+        while True:
+            try:
+                code = child.wait(timeout=self._settings.job_poll_s)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            cancel = self._db.heartbeat(job.id, files.progress())
+            if stop is None and (cancel or self._stopping.is_set()):
+                stop = "cancelled" if cancel else "interrupted"
+                files.append_log(f"[dispatcher] {stop}: SIGTERM to the trainer")
+                _signal_group(child.pid, signal.SIGTERM)
+                kill_at = time.monotonic() + self._settings.cancel_grace_s
+            elif kill_at is not None and time.monotonic() > kill_at:
+                files.append_log("[dispatcher] grace period over: SIGKILL")
+                _signal_group(child.pid, signal.SIGKILL)
+                kill_at = None
+        self._db.heartbeat(job.id, files.progress())
+        self._db.set_pid(job.id, None)
+        return code, stop
+
+    def _interrupted(self, job: Job, files: JobFiles, why: str) -> None:
+        if job.spec.resume and job.attempts < MAX_ATTEMPTS:
+            note = f"interrupted ({why}); queued again to resume from its last checkpoint"
+            files.append_log(f"[dispatcher] {note}")
+            self._db.requeue(job.id, note)
+            return
+        kept = "; its last checkpoint is kept" if files.has_checkpoint() else ""
+        retries = f" after {job.attempts} attempts" if job.spec.resume else ""
+        self._db.finish(job.id, "failed", error=f"interrupted{retries}: {why}{kept}")
+
+    # --- start-up recovery ----------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Jobs left running by a dispatcher that is gone: stop what is left of their child,
+        then requeue (resume) or fail them."""
+        for job in self._db.running():
+            files = JobFiles(self.root, job.id)
+            if job.pid is not None and _is_our_child(job.pid, files.directory):
+                self._log.warning("stopping a leftover trainer", extra={"job": job.id})
+                _stop_leftover(job.pid, self._settings.cancel_grace_s)
+            self._log.warning("job orphaned by a stopped dispatcher", extra={"job": job.id})
+            self._interrupted(
+                job, files, "orphaned: the service or worker running it stopped before it ended"
+            )
+
+
+def heartbeat_age(root: Path) -> float | None:
+    """Seconds since the store's active dispatcher last went round its loop; None if never."""
+    try:
+        beat = json.loads((root / "jobs" / HEARTBEAT_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return time.time() - float(beat["time"])
+
+
+def _failure(what: str, code: int, files: JobFiles) -> str:
+    if code < 0:
+        message = f"{what} killed by signal {signal.Signals(-code).name}"
+    else:
+        last = files.last_log_line("error:") or files.last_log_line()
+        message = f"{what} exited with code {code}" + (f": {last}" if last else "")
+    if files.has_checkpoint():
+        message += "; its last checkpoint is kept"
+    return message
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+
+
+def _is_our_child(pid: int, job_dir: Path) -> bool:
+    """Whether `pid` runs a command inside `job_dir` (so a reused pid is never signalled)."""
+    command = _live_command(pid)
+    return command is not None and str(job_dir).encode() in command
+
+
+def _stop_leftover(pid: int, grace_s: float) -> None:
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if _live_command(pid) is None:
+            return
+        time.sleep(0.1)
+    _signal_group(pid, signal.SIGKILL)
+
+
+def _live_command(pid: int) -> bytes | None:
+    """The command line of process `pid`; None when it is gone or a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return None if state == "Z" else command

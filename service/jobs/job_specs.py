@@ -1,0 +1,79 @@
+"""What a training job runs: its BEAR parameters, checked with bear_core's own (torch-free)
+validation before anything is queued, and the trainer and exporter command lines."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from bear_core.config import BEARConfig
+from service.core.http_errors import InvalidInput
+from service.jobs.job_db import JobSpec
+
+STEPS_PER_EPOCH = 1000  # epochs an `n_steps` budget is cut into, at most this long
+_KNOWN = frozenset(BEARConfig.__dataclass_fields__)
+
+
+def training_params(
+    params: dict[str, Any],
+    n_steps: int | None,
+    n_epochs: int | None,
+    seed: int | None,
+    allow_gpu: bool,
+) -> dict[str, Any]:
+    """The parameters the trainer gets: `params` with the budget and seed folded in.
+
+    `n_steps` becomes equal epochs of at most STEPS_PER_EPOCH steps (or of `n_steps_per_epoch`
+    when params sets it), rounded up to whole epochs. InvalidInput names the parameter."""
+    unknown = sorted(set(params) - _KNOWN)
+    if unknown:
+        raise InvalidInput(f"params.{unknown[0]}: not a BEAR parameter (unknown: {unknown})")
+    params = dict(params)
+    for name, value in (("seed", seed), ("n_epochs", n_epochs)):
+        if value is not None:
+            if name in params:
+                raise InvalidInput(f"{name}: given both as a field and in params")
+            params[name] = value
+    if n_steps is not None and "n_epochs" in params:
+        raise InvalidInput("n_steps: give n_steps or n_epochs, not both")
+    if n_steps is None and "n_epochs" not in params:
+        raise InvalidInput("n_steps: required (the training budget), or n_epochs")
+    if not allow_gpu and not _on_cpu(params.get("use_gpu")):
+        raise InvalidInput("params.use_gpu: training on a GPU is disabled (BEAR_ALLOW_GPU)")
+    config = _validated(params)
+    if n_steps is not None:
+        per_epoch = config.n_steps_per_epoch
+        if per_epoch is None:
+            epochs = math.ceil(n_steps / STEPS_PER_EPOCH)
+            params["n_steps_per_epoch"] = math.ceil(n_steps / epochs)
+        else:
+            epochs = math.ceil(n_steps / per_epoch)
+        params["n_epochs"] = epochs
+        _validated(params)
+    return params
+
+
+def train_command(python: str, dataset: Path, run_dir: Path, spec: JobSpec) -> list[str]:
+    command = [python, "-m", "bear_core", "train", "--dataset", str(dataset), "--out", str(run_dir)]
+    for name, value in spec.params.items():
+        command += ["--set", f"{name}={json.dumps(value)}"]
+    if spec.eval_env is not None:
+        command += ["--eval-env", spec.eval_env, "--eval-trials", str(spec.eval_trials)]
+    return command
+
+
+def export_command(python: str, run_dir: Path, bundle_dir: Path) -> list[str]:
+    return [python, "-m", "bear_core", "export", "--model", str(run_dir), "--out", str(bundle_dir)]
+
+
+def _on_cpu(use_gpu: Any) -> bool:
+    return use_gpu is None or use_gpu is False or use_gpu == "cpu"
+
+
+def _validated(params: dict[str, Any]) -> BEARConfig:
+    try:
+        return BEARConfig(**params)
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        raise InvalidInput(f"params: {exc}") from None

@@ -1,0 +1,156 @@
+"""Model management: list, describe, publish, promote, delete. Reads are open; every change
+needs an API key."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from service.core.api_schemas import NameParam, VersionParam, error_responses
+from service.core.deps import SettingsDep
+from service.core.http_errors import InvalidBundle, ServiceError
+from service.core.security import require_admin_key
+from service.models.bundle_upload import extract_bundle, save_stream
+from service.models.model_schemas import (
+    ManifestSummary,
+    ModelDetail,
+    ModelList,
+    ModelSummary,
+    PromotedVersion,
+    PublishedVersion,
+    VersionDetail,
+)
+from service.models.registry import Registry
+
+ERRORS = error_responses(401, 403, 404, 409, 413, 422)
+
+
+async def get_registry(request: Request) -> Registry:
+    return request.state.registry
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+router = APIRouter(prefix="/models", tags=["models"], responses=ERRORS)
+
+
+def _summary(registry: Registry, name: str) -> ModelSummary:
+    return ModelSummary(
+        name=name,
+        production=registry.production_versions().get(name),
+        versions=registry.store.versions(name),
+    )
+
+
+def _version_detail(registry: Registry, name: str, version: str) -> VersionDetail:
+    try:
+        m = registry.store.manifest(name, version)
+        manifest = ManifestSummary(
+            observation_shape=list(m.observation_shape),
+            observation_dtype=m.observation_dtype,
+            action_size=m.action_size,
+            action_low=list(m.action_low),
+            action_high=list(m.action_high),
+            n_critics=m.n_critics,
+            q_func_type=m.q_func_type,
+            created=m.created,
+            provenance=m.provenance,
+        )
+    except InvalidBundle:
+        manifest = None
+    return VersionDetail(
+        version=version,
+        production=registry.production_versions().get(name) == version,
+        loaded=registry.cached(name, version) is not None,
+        manifest=manifest,
+    )
+
+
+@router.get("", summary="every model with its versions and production version")
+async def list_models(registry: RegistryDep) -> ModelList:
+    summaries = []
+    for name in registry.store.models():
+        try:
+            summaries.append(_summary(registry, name))
+        except ServiceError:
+            continue  # a model directory without versions
+    return ModelList(models=summaries)
+
+
+@router.get("/{name}", summary="a model's versions, manifests and production version")
+async def get_model(name: NameParam, registry: RegistryDep) -> ModelDetail:
+    versions = registry.store.versions(name)
+    return ModelDetail(
+        name=name,
+        production=registry.production_versions().get(name),
+        versions=[_version_detail(registry, name, v) for v in versions],
+    )
+
+
+@router.get("/{name}/versions/{version}", summary="one version's manifest")
+async def get_version(
+    name: NameParam, version: VersionParam, registry: RegistryDep
+) -> VersionDetail:
+    registry.store.bundle_path(name, version)
+    return _version_detail(registry, name, version)
+
+
+@router.post(
+    "/{name}/versions/{version}/promote",
+    dependencies=[Depends(require_admin_key)],
+    summary="make a version the production version (loaded and verified first)",
+)
+async def promote(name: NameParam, version: VersionParam, registry: RegistryDep) -> PromotedVersion:
+    previous = await anyio.to_thread.run_sync(registry.promote, name, version)
+    return PromotedVersion(name=name, version=version, previous=previous)
+
+
+@router.delete(
+    "/{name}/versions/{version}",
+    dependencies=[Depends(require_admin_key)],
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="delete a version that is not in production",
+)
+async def delete_version(name: NameParam, version: VersionParam, registry: RegistryDep) -> None:
+    await anyio.to_thread.run_sync(registry.delete, name, version)
+
+
+@router.post(
+    "/{name}/versions",
+    dependencies=[Depends(require_admin_key)],
+    status_code=status.HTTP_201_CREATED,
+    summary="publish a bundle (.tar.gz request body) as the next version",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def publish(
+    name: NameParam,
+    request: Request,
+    response: Response,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    promote: bool = False,
+) -> PublishedVersion:
+    store = registry.store.ensure()
+    work = Path(tempfile.mkdtemp(prefix=f"{name}.", suffix=".upload", dir=store.tmp_dir))
+    try:
+        archive = work / "bundle.tar.gz"
+        if await save_stream(request.stream(), archive) == 0:
+            raise InvalidBundle("body: empty; send the bundle as a .tar.gz archive")
+        bundle = await anyio.to_thread.run_sync(
+            extract_bundle, archive, work / "bundle", settings.max_upload_bytes
+        )
+        version = await anyio.to_thread.run_sync(registry.publish, name, bundle, promote)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    response.headers["Location"] = f"/models/{name}/versions/{version}"
+    return PublishedVersion(name=name, version=version, production=promote)

@@ -1,0 +1,56 @@
+"""Response bodies of the model management API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from service.core.api_schemas import Response
+
+
+class ManifestSummary(Response):
+    observation_shape: list[int]
+    observation_dtype: str
+    action_size: int
+    action_low: list[float]
+    action_high: list[float]
+    n_critics: int
+    q_func_type: str
+    created: str
+    provenance: dict[str, Any]
+
+
+class VersionDetail(Response):
+    version: str
+    production: bool
+    loaded: bool
+    manifest: ManifestSummary | None = Field(None, description="null when unreadable")
+
+
+class ModelSummary(Response):
+    name: str
+    production: str | None
+    versions: list[str]
+
+
+class ModelList(Response):
+    models: list[ModelSummary]
+
+
+class ModelDetail(Response):
+    name: str
+    production: str | None
+    versions: list[VersionDetail]
+
+
+class PublishedVersion(Response):
+    name: str
+    version: str
+    production: bool
+
+
+class PromotedVersion(Response):
+    name: str
+    version: str
+    previous: str | None

@@ -1,0 +1,184 @@
+"""The on-disk model store: verified bundles under numbered versions, one production pointer per
+model.
+
+Layout:
+    <root>/models/<name>/<version>/   a bundle directory (manifest.json + graphs), from 1
+    <root>/models/<name>/production   the production version, as text
+    <root>/tmp/                       staging area on the same filesystem
+
+A version appears by renaming a fully written and verified staging directory into place, and
+the production pointer is replaced atomically, so readers (this process or another) never see a
+half-written version. Names and versions are checked against strict patterns before they touch
+a path, so nothing can leave the store.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bear_core.bundle import MANIFEST_FILE, BundleError, Manifest, load_bundle, read_manifest
+from service.core.api_schemas import NAME_PATTERN, VERSION_PATTERN
+from service.core.fsync import fsync_path
+from service.core.http_errors import Conflict, InvalidBundle, NotFound, check_pattern
+
+PRODUCTION_FILE = "production"
+
+_NAME = re.compile(NAME_PATTERN)
+_VERSION = re.compile(VERSION_PATTERN)
+
+
+def check_name(name: str) -> str:
+    return check_pattern(name, _NAME, f"name {name!r} must match {NAME_PATTERN}")
+
+
+def check_version(version: str) -> str:
+    return check_pattern(
+        version, _VERSION, f"version {version!r} must be a positive integer like '1'"
+    )
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    manifest: Manifest
+
+
+class ModelStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.models_dir = self.root / "models"
+        self.tmp_dir = self.root / "tmp"
+
+    def ensure(self) -> ModelStore:
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.models_dir.iterdir() if p.is_dir() and _NAME.fullmatch(p.name)
+        )
+
+    def versions(self, name: str) -> list[str]:
+        """Versions of `name`, oldest first; NotFound when the model has none."""
+        directory = self._model_dir(name)
+        found = (
+            [p.name for p in directory.iterdir() if p.is_dir() and _VERSION.fullmatch(p.name)]
+            if directory.is_dir()
+            else []
+        )
+        if not found:
+            raise NotFound(f"model {name!r} not found")
+        return sorted(found, key=int)
+
+    def bundle_path(self, name: str, version: str) -> Path:
+        path = self._model_dir(name) / check_version(version)
+        if not path.is_dir():
+            self.versions(name)  # NotFound naming the model when it has no versions at all
+            raise NotFound(f"model {name!r} has no version {version!r}")
+        return path
+
+    def manifest(self, name: str, version: str) -> Manifest:
+        try:
+            return read_manifest(self.bundle_path(name, version), verify=False)
+        except BundleError as exc:
+            raise InvalidBundle(f"model {name!r} version {version!r}: {exc}") from None
+
+    def production(self, name: str) -> str | None:
+        pointer = self._model_dir(name) / PRODUCTION_FILE
+        try:
+            version = pointer.read_text(encoding="ascii").strip()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        return version if _VERSION.fullmatch(version) else None
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def publish(self, name: str, bundle_dir: str | Path, promote: bool = False) -> str:
+        """Verify the bundle at `bundle_dir`, copy it in as the next version of `name` and
+        return that version. With promote, also make it the production version."""
+        check_name(name)
+        self.ensure()
+        source = Path(bundle_dir)
+        try:
+            manifest = read_manifest(source, verify=True)
+        except BundleError as exc:
+            raise InvalidBundle(f"bundle rejected: {exc}") from None
+        staging = Path(tempfile.mkdtemp(prefix=f"{name}.", suffix=".publish", dir=self.tmp_dir))
+        try:
+            for file in (MANIFEST_FILE, *manifest.files):
+                shutil.copyfile(source / file, staging / file)
+                fsync_path(staging / file)
+            try:
+                load_bundle(staging)
+            except BundleError as exc:
+                raise InvalidBundle(f"bundle rejected: {exc}") from None
+            fsync_path(staging)
+            version = self._rename_into_place(name, staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if promote:
+            self.set_production(name, version)
+        return version
+
+    def set_production(self, name: str, version: str) -> None:
+        self.bundle_path(name, version)
+        directory = self._model_dir(name)
+        fd, tmp = tempfile.mkstemp(prefix=f".{PRODUCTION_FILE}.", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(version + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, directory / PRODUCTION_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        fsync_path(directory)
+
+    def delete(self, name: str, version: str) -> None:
+        """Remove a version; the production version is refused."""
+        path = self.bundle_path(name, version)
+        if self.production(name) == version:
+            raise Conflict(
+                f"model {name!r} version {version!r} is in production; promote another first"
+            )
+        self.ensure()
+        graveyard = Path(tempfile.mkdtemp(prefix=f"{name}.{version}.", dir=self.tmp_dir))
+        os.replace(path, graveyard / "bundle")
+        fsync_path(path.parent)
+        shutil.rmtree(graveyard, ignore_errors=True)
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _model_dir(self, name: str) -> Path:
+        return self.models_dir / check_name(name)
+
+    def _rename_into_place(self, name: str, staging: Path) -> str:
+        """Rename staging to the next free version number. A rename onto an existing version
+        fails, so concurrent publishers (threads or processes) each get their own number."""
+        directory = self._model_dir(name)
+        directory.mkdir(parents=True, exist_ok=True)
+        existing = [int(p.name) for p in directory.iterdir() if _VERSION.fullmatch(p.name)]
+        candidate = max(existing, default=0) + 1
+        while True:
+            target = directory / str(candidate)
+            try:
+                os.rename(staging, target)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                candidate += 1
+                continue
+            fsync_path(directory)
+            return str(candidate)

@@ -1,0 +1,186 @@
+"""Model versions loaded in memory, and which version of each model is in production.
+
+Reads take no lock: a request looks up a ServedModel once and keeps that object until it has
+answered. Promotion loads and verifies the new version first, off the event loop, and only then
+replaces the production entry (one dict assignment under a lock), so requests in flight finish on
+the version they started with, and a version that fails to load never replaces a working one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from bear_core.bundle import BundleError, load_bundle
+from service.core.http_errors import InvalidBundle, NotFound
+from service.core.prometheus import Metrics
+from service.inference.served_model import Execution, ServedModel
+from service.models.model_store import ModelStore, check_name, check_version
+
+
+class Registry:
+    def __init__(
+        self,
+        store: ModelStore,
+        metrics: Metrics,
+        execution: Execution,
+        logger: logging.Logger,
+        ort_threads: int = 1,
+        default_model: str | None = None,
+    ) -> None:
+        self.store = store
+        self._metrics = metrics
+        self._execution = execution
+        self._log = logger
+        self._ort_threads = ort_threads
+        self._default_model = default_model
+        self._loaded: dict[tuple[str, str], ServedModel] = {}
+        self._production: dict[str, ServedModel] = {}
+        self._lock = threading.Lock()
+        self.failed: dict[str, str] = {}  # model -> why its production version did not load
+        self._unloadable: set[tuple[str, str]] = set()
+        metrics.watch_models(self._loaded_models)
+
+    # --- start-up -------------------------------------------------------------------------------
+
+    def load_production(self) -> None:
+        """Load the production version of every model in the store; failures are logged and
+        remembered (readiness reports them), the other models still load."""
+        for name in self.store.models():
+            version = self.store.production(name)
+            if version is None:
+                continue
+            try:
+                served = self.load(name, version)
+            except (InvalidBundle, NotFound) as exc:
+                self.failed[name] = exc.message
+                self._log.error("production model failed to load", extra={"model": name})
+                continue
+            with self._lock:
+                self._production[name] = served
+
+    # --- lookups (hot path) ---------------------------------------------------------------------
+
+    def production(self, name: str | None = None) -> ServedModel:
+        """The production version of `name`, or of the default model when name is None."""
+        if name is None:
+            return self._default()
+        served = self._production.get(name)
+        if served is None:
+            check_name(name)
+            raise NotFound(f"model {name!r} has no production version")
+        return served
+
+    def cached(self, name: str, version: str) -> ServedModel | None:
+        return self._loaded.get((name, version))
+
+    def versions(self, name: str) -> list[str]:
+        """The model's versions in the store, oldest first (blocking)."""
+        return self.store.versions(name)
+
+    def load(self, name: str, version: str) -> ServedModel:
+        """A loaded version (from memory, or loaded and verified now: blocking, ~0.1 s)."""
+        key = (check_name(name), check_version(version))
+        served = self._loaded.get(key)
+        if served is not None:
+            return served
+        path = self.store.bundle_path(name, version)
+        try:
+            bundle = load_bundle(path, intra_op_threads=self._ort_threads)
+        except BundleError as exc:
+            self._metrics.load_failures.labels(name).inc()
+            raise InvalidBundle(f"model {name!r} version {version!r} cannot load: {exc}") from None
+        served = ServedModel(name, version, bundle, self._execution, self._metrics)
+        served.warm_up()
+        with self._lock:
+            served = self._loaded.setdefault(key, served)
+        self._log.info("model loaded", extra={"model": name, "version": version})
+        return served
+
+    # --- changes --------------------------------------------------------------------------------
+
+    def publish(self, name: str, bundle_dir: Path, promote: bool = False) -> str:
+        """Publish a bundle directory as the next version of `name` (promoted when asked);
+        returns the version. Blocking: call it from a worker thread."""
+        version = self.store.publish(name, bundle_dir)
+        if promote:
+            self.promote(name, version)
+        return version
+
+    def promote(self, name: str, version: str) -> str | None:
+        """Make `version` the production version; returns the previous one. Blocking: call it
+        from a worker thread."""
+        served = self.load(name, version)
+        with self._lock:
+            previous = self._production.get(name)
+            self.store.set_production(name, version)
+            self._production[name] = served
+            self.failed.pop(name, None)
+        self._log.info(
+            "model promoted",
+            extra={"model": name, "version": version, "previous": previous and previous.version},
+        )
+        return previous.version if previous else None
+
+    def sync_production(self) -> None:
+        """Adopt production versions another process set in the store (a separate job worker
+        publishing with promote). A version that fails to load is logged once and skipped; the
+        version in memory keeps serving."""
+        for name in self.store.models():
+            version = self.store.production(name)
+            current = self._production.get(name)
+            if version is None or (current is not None and current.version == version):
+                continue
+            if (name, version) in self._unloadable:
+                continue
+            try:
+                served = self.load(name, version)
+            except (InvalidBundle, NotFound) as exc:
+                self._unloadable.add((name, version))
+                self._log.error(
+                    "production version set in the store does not load",
+                    extra={"model": name, "version": version, "error": exc.message},
+                )
+                continue
+            with self._lock:
+                self._production[name] = served
+                self.failed.pop(name, None)
+            self._log.info(
+                "production version changed in the store",
+                extra={"model": name, "version": version},
+            )
+
+    def delete(self, name: str, version: str) -> None:
+        """Delete a non-production version from the store and from memory."""
+        with self._lock:
+            self.store.delete(name, version)
+            self._loaded.pop((name, version), None)
+        self._log.info("model version deleted", extra={"model": name, "version": version})
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return not self.failed
+
+    def production_versions(self) -> dict[str, str]:
+        return {name: served.version for name, served in self._production.items()}
+
+    def _loaded_models(self) -> Iterator[tuple[str, str, bool]]:
+        production = self.production_versions()
+        for name, version in list(self._loaded):
+            yield name, version, production.get(name) == version
+
+    def _default(self) -> ServedModel:
+        if self._default_model is not None:
+            return self.production(self._default_model)
+        serving = list(self._production.values())
+        if len(serving) == 1:
+            return serving[0]
+        if not serving:
+            raise NotFound("no model is in production: publish and promote one")
+        raise NotFound(
+            f"{len(serving)} models are in production; name one (/models/{{name}}/predict) "
+            "or set BEAR_DEFAULT_MODEL"
+        )

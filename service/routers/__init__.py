@@ -1,1 +1,0 @@
-"""One router per resource: inference, models, oip (Open Inference Protocol), health, metrics."""
