@@ -88,11 +88,8 @@ class PolicyBundle:
         self, observations: Any, actions: Any, with_std: bool = False
     ) -> FloatArray | tuple[FloatArray, FloatArray]:
         """Q(s, a) [N] as the ensemble mean; with_std also the ensemble's population std [N]."""
-        q = self.predict_q(observations, actions)
-        values = q.mean(axis=1, dtype=np.float32)
-        if not with_std:
-            return values
-        return values, q.std(axis=1, dtype=np.float32)
+        values, stds = value_stats(self.predict_q(observations, actions), with_std)
+        return values if stds is None else (values, stds)
 
     # --- inputs ---------------------------------------------------------------------------------
 
@@ -102,6 +99,16 @@ class PolicyBundle:
     def noise(self, n: int, seed: int | None) -> FloatArray:
         rng = self._rng if seed is None else np.random.default_rng(seed)
         return rng.standard_normal((n, self.action_size), dtype=np.float32)
+
+
+def value_stats(
+    q_values: FloatArray, with_std: bool = True
+) -> tuple[FloatArray, FloatArray | None]:
+    """Per-critic Q values [N, K] over the critic ensemble: the value, their mean [N], and with
+    with_std their population std [N] (else None). The one place both are computed:
+    predict_value and the HTTP service's value outputs use it."""
+    values = q_values.mean(axis=1, dtype=np.float32)
+    return values, q_values.std(axis=1, dtype=np.float32) if with_std else None
 
 
 def check_batch(

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends
 
+from bear_core.bundle.runtime import value_stats
 from service.core.api_schemas import error_responses
 from service.core.deps import SettingsDep
 from service.core.security import require_inference_key
@@ -72,9 +73,10 @@ def _add_routes(prefix: str, resolve: Resolver) -> None:
             rows=len(observations),
         )
         q = await served.q_values(observations, actions)
+        values, stds = value_stats(q, body.with_std)
         return ValueResponse(
-            values=q.mean(axis=1, dtype=np.float32).tolist(),
-            stds=q.std(axis=1, dtype=np.float32).tolist() if body.with_std else None,
+            values=values.tolist(),
+            stds=None if stds is None else stds.tolist(),
             per_critic=q.tolist() if body.per_critic else None,
             model=served.name,
             version=served.version,

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends
 
+from bear_core.bundle.runtime import value_stats
 from service import __version__
 from service.core.api_schemas import error_responses
 from service.core.deps import SettingsDep
@@ -119,11 +120,10 @@ async def _infer(served: ServedModel, body: InferRequest, max_batch: int) -> Inf
             raise InvalidInput("inputs: 'actions' is required for q_values, values and stds")
         act = _tensor(inputs["actions"], (manifest.action_size,), "float32", max_batch, len(obs))
         q = await served.q_values(obs, act)
-        results.update(
-            q_values=q,
-            values=q.mean(axis=1, dtype=np.float32),
-            stds=q.std(axis=1, dtype=np.float32),
-        )
+        values, stds = value_stats(q, with_std="stds" in wanted)
+        results.update(q_values=q, values=values)
+        if stds is not None:
+            results["stds"] = stds
     return InferResponse(
         model_name=served.name,
         model_version=served.version,
