@@ -1,19 +1,23 @@
-"""Training throughput: gradient updates per second of bear_core's BEAR vs d3rlpy 2.8.1's BEAR.
+"""Training throughput: gradient updates per second of bear_core's BEAR beside d3rlpy 2.8.1's BEAR.
 
-Both sides run on the CPU with one torch thread, mini-batches of 256 transitions (observation
+Every side runs on the CPU with one torch thread, mini-batches of 256 transitions (observation
 size 17, action size 6), [256, 256] hidden units in every network and 2 critics. Batches are
 built before timing; each timed step is one call of the public per-minibatch update (numpy batch
-in, metrics out), so the numpy-to-tensor conversion is included on both sides and data sampling
+in, metrics out), so the numpy-to-tensor conversion is included on every side and data sampling
 is not.
 
-d3rlpy is a benchmark-only tool and never a project dependency: its half runs in a separate
-interpreter (by default `.bench-venv/bin/python`, made with
-`python3 -m venv .bench-venv && .bench-venv/bin/pip install torch==2.13.0 d3rlpy==2.8.1`) as a
-worker process. The two sides take turns, one timed block each, so that both see the same
-machine conditions; `speedup` is the median of the per-round ratios. Without that interpreter
-the JSON says so and reports our half alone.
+d3rlpy runs twice: at its defaults (10 target samples, 4 MMD samples) and at our sample counts
+(`n_target_samples` and `n_mmd_action_samples` both our `n_action_samples`, 4 by default), so
+that the comparison at equal work is measured too. d3rlpy is a benchmark-only tool and never a
+project dependency: each of its runs is a worker process under a separate interpreter (by default
+`.bench-venv/bin/python`, made with `python3 -m venv .bench-venv && .bench-venv/bin/pip install
+torch==2.13.0 d3rlpy==2.8.1`). All sides take turns, one timed block each per round, so that they
+see the same machine conditions; each ratio, `ours_vs_d3rlpy_default` and
+`ours_vs_d3rlpy_equal_samples`, is the median of the per-round ratios. Without that interpreter
+the JSON says so and reports our side alone.
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 200] [--set imitator_type=vae]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 200] [--repeats 5]
+        [--set imitator_type=vae]
 
 Prints exactly one JSON line on stdout; diagnostics go to stderr.
 """
@@ -131,8 +135,11 @@ def log(message: str) -> None:
 # --- our BEAR -----------------------------------------------------------------------------------
 
 
-def build_ours(overrides: dict[str, Any]) -> tuple[BlockTimer, Callable[[], dict[str, Any]]]:
-    """Our BEAR on prebuilt batches: its block timer and a function describing the run."""
+def build_ours(
+    overrides: dict[str, Any],
+) -> tuple[Callable[[int], float], Callable[[], dict[str, Any]]]:
+    """Our BEAR on prebuilt batches: a function timing a block of n updates (-> updates/s) and a
+    function describing the run."""
     import torch
 
     torch.set_num_threads(THREADS)
@@ -170,20 +177,34 @@ def build_ours(overrides: dict[str, Any]) -> tuple[BlockTimer, Callable[[], dict
             "metric_names": sorted(metrics),
         }
 
-    return BlockTimer(update), describe
+    return BlockTimer(update).run, describe
+
+
+def our_n_action_samples(overrides: dict[str, Any]) -> int:
+    """Our samples per state for the target and the MMD (the default unless overridden)."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from bear_core.config import BEARConfig
+
+    return int(overrides.get("n_action_samples", BEARConfig().n_action_samples))
 
 
 # --- d3rlpy's BEAR (runs under the benchmark interpreter) ---------------------------------------
 
 
-def build_d3rlpy() -> tuple[BlockTimer, Callable[[], dict[str, Any]]]:
+def build_d3rlpy(samples: int | None) -> tuple[BlockTimer, Callable[[], dict[str, Any]]]:
+    """d3rlpy's BEAR at its defaults, or with `samples` target and MMD action samples."""
     import d3rlpy
     import torch
     from d3rlpy.models.encoders import VectorEncoderFactory
 
     torch.set_num_threads(THREADS)
     d3rlpy.seed(SEED)
+    sample_counts = {}
+    if samples is not None:
+        sample_counts = {"n_target_samples": samples, "n_mmd_action_samples": samples}
     config = d3rlpy.algos.BEARConfig(
+        **sample_counts,
         batch_size=BATCH_SIZE,
         actor_encoder_factory=VectorEncoderFactory(HIDDEN_UNITS),
         critic_encoder_factory=VectorEncoderFactory(HIDDEN_UNITS),
@@ -225,10 +246,10 @@ def build_d3rlpy() -> tuple[BlockTimer, Callable[[], dict[str, Any]]]:
     return BlockTimer(update), describe
 
 
-def serve_d3rlpy_worker(result_stream: TextIO) -> None:
+def serve_d3rlpy_worker(result_stream: TextIO, samples: int | None) -> None:
     """Worker loop: each stdin line "run N" times N updates and answers {"rate": ...};
     "describe" answers the run's description; end of input stops."""
-    timer, describe = build_d3rlpy()
+    timer, describe = build_d3rlpy(samples)
     result_stream.write(json.dumps({"ready": True}) + "\n")
     result_stream.flush()
     for line in sys.stdin:
@@ -241,8 +262,10 @@ def serve_d3rlpy_worker(result_stream: TextIO) -> None:
 class D3rlpyWorker:
     """d3rlpy's BEAR in its own interpreter, driven block by block."""
 
-    def __init__(self, python: Path) -> None:
+    def __init__(self, python: Path, samples: int | None) -> None:
         command = [str(python), str(Path(__file__).resolve()), "--d3rlpy-worker"]
+        if samples is not None:
+            command += ["--d3rlpy-samples", str(samples)]
         log("d3rlpy: " + " ".join(command))
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
@@ -328,6 +351,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-d3rlpy", action="store_true", help="measure our BEAR only")
     parser.add_argument("--skip-ours", action="store_true", help="measure d3rlpy only")
     parser.add_argument("--d3rlpy-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--d3rlpy-samples", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for name in ("steps", "repeats"):
         if getattr(args, name) < 1:
@@ -335,6 +359,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.warmup < 0:
         parser.error("--warmup must be >= 0")
     return args
+
+
+RATIOS = {  # name -> (numerator side, denominator side)
+    "ours_vs_d3rlpy_default": ("ours", "d3rlpy_default"),
+    "ours_vs_d3rlpy_equal_samples": ("ours", "d3rlpy_equal_samples"),
+}
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -353,42 +383,47 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "overrides": overrides,
-        "ours_updates_per_s": None,
-        "d3rlpy_updates_per_s": None,
-        "speedup": None,
     }
+    for side in ("ours", "d3rlpy_default", "d3rlpy_equal_samples"):
+        report[f"{side}_updates_per_s"] = None
+    report.update(dict.fromkeys(RATIOS))
     # name -> (run n updates -> rate, describe the run)
     sides: dict[str, tuple[Callable[[int], float], Callable[[], dict[str, Any]]]] = {}
-    worker: D3rlpyWorker | None = None
+    workers: list[D3rlpyWorker] = []
 
     if args.skip_ours:
         report["ours_not_measured"] = "--skip-ours"
     else:
         try:
-            timer, describe = build_ours(overrides)
-            sides["ours"] = (timer.run, describe)
+            sides["ours"] = build_ours(overrides)
         except Exception as exc:
             log(traceback.format_exc())
             report["ours_not_measured"] = f"{type(exc).__name__}: {exc}"
 
     python = args.d3rlpy_python or DEFAULT_D3RLPY_PYTHON
-    if args.skip_d3rlpy:
-        report["d3rlpy_not_measured"] = "--skip-d3rlpy"
-    elif not python.exists():
-        report["d3rlpy_not_measured"] = (
-            f"no d3rlpy interpreter at {python} (create .bench-venv with "
-            "`pip install torch==2.13.0 d3rlpy==2.8.1` or pass --d3rlpy-python)"
-        )
-    else:
-        try:
-            worker = D3rlpyWorker(python)
-            sides["d3rlpy"] = (worker.run, lambda: worker.ask("describe"))
-        except Exception as exc:
-            log(traceback.format_exc())
-            report["d3rlpy_not_measured"] = f"{type(exc).__name__}: {exc}"
+    d3rlpy_runs = {
+        "d3rlpy_default": None,
+        "d3rlpy_equal_samples": our_n_action_samples(overrides),
+    }
+    for name, samples in d3rlpy_runs.items():
+        if args.skip_d3rlpy:
+            report[f"{name}_not_measured"] = "--skip-d3rlpy"
+        elif not python.exists():
+            report[f"{name}_not_measured"] = (
+                f"no d3rlpy interpreter at {python} (create .bench-venv with "
+                "`pip install torch==2.13.0 d3rlpy==2.8.1` or pass --d3rlpy-python)"
+            )
+        else:
+            try:
+                worker = D3rlpyWorker(python, samples)
+                workers.append(worker)
+                sides[name] = (worker.run, lambda worker=worker: worker.ask("describe"))
+            except Exception as exc:
+                log(traceback.format_exc())
+                report[f"{name}_not_measured"] = f"{type(exc).__name__}: {exc}"
 
+    rates: dict[str, list[float]] = {name: [] for name in sides}
     try:
-        rates: dict[str, list[float]] = {name: [] for name in sides}
         for name, (run, _) in sides.items():
             log(f"{name}: {args.warmup} warm-up updates")
             if args.warmup:
@@ -402,14 +437,15 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             report[f"{name}_block_rates"] = rates[name]
             report.update({f"{name}_{k}": v for k, v in describe().items()})
     finally:
-        if worker is not None:
+        for worker in workers:
             worker.close()
 
     report["workload"] = summarize_workload(report)
-    if len(sides) == 2:
-        ratios = [o / d for o, d in zip(rates["ours"], rates["d3rlpy"], strict=True)]
-        report["round_speedups"] = ratios
-        report["speedup"] = statistics.median(ratios)
+    for ratio, (numerator, denominator) in RATIOS.items():
+        if numerator in rates and denominator in rates:
+            per_round = [a / b for a, b in zip(rates[numerator], rates[denominator], strict=True)]
+            report[f"{ratio}_per_round"] = per_round
+            report[ratio] = statistics.median(per_round)
     return report
 
 
@@ -426,15 +462,16 @@ def summarize_workload(report: dict[str, Any]) -> dict[str, Any]:
             "update_actor_interval": ours["update_actor_interval"],
             "rl_start_epoch": ours["rl_start_epoch"],
         }
-    theirs = report.get("d3rlpy_config")
-    if theirs:
-        summary["d3rlpy"] = {
-            "imitator": "vae",
-            "target_action_samples": theirs["n_target_samples"],
-            "mmd_action_samples": theirs["n_mmd_action_samples"],
-            "mmd_kernel": theirs["mmd_kernel"],
-            "warmup_steps": theirs["warmup_steps"],
-        }
+    for name in ("d3rlpy_default", "d3rlpy_equal_samples"):
+        theirs = report.get(f"{name}_config")
+        if theirs:
+            summary[name] = {
+                "imitator": "vae",
+                "target_action_samples": theirs["n_target_samples"],
+                "mmd_action_samples": theirs["n_mmd_action_samples"],
+                "mmd_kernel": theirs["mmd_kernel"],
+                "warmup_steps": theirs["warmup_steps"],
+            }
     return summary
 
 
@@ -442,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with stdout_to_stderr() as result_stream:
         if args.d3rlpy_worker:
-            serve_d3rlpy_worker(result_stream)
+            serve_d3rlpy_worker(result_stream, args.d3rlpy_samples)
             return 0
         result_stream.write(json.dumps(benchmark(args)) + "\n")
     return 0

@@ -26,7 +26,6 @@ from bear_core.bundle.manifest import (
     sha256_file,
 )
 from bear_core.io_utils import atomic_write_json, atomic_write_with
-from bear_core.networks import kernels
 
 ONNX_OPSET = 18
 EXPORT_PARITY_ATOL = 1e-4  # export refuses a bundle whose ONNX drifts further from torch
@@ -89,18 +88,17 @@ def export_onnx(
     """ONNX with a dynamic batch axis on every input, pinned opset, one self-contained file."""
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     dynamic_shapes = tuple({0: batch} for _ in args)
-    with kernels.portable():  # standard ops only: the graph must hold ONNX-expressible ops
-        program = torch.onnx.export(
-            module,
-            args,
-            input_names=input_names,
-            output_names=output_names,
-            opset_version=ONNX_OPSET,
-            dynamic_shapes=dynamic_shapes,
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
+    program = torch.onnx.export(
+        module,
+        args,
+        input_names=input_names,
+        output_names=output_names,
+        opset_version=ONNX_OPSET,
+        dynamic_shapes=dynamic_shapes,
+        dynamo=True,
+        external_data=False,
+        verbose=False,
+    )
     assert program is not None
     atomic_write_with(path, lambda tmp: program.save(str(tmp)))
 
@@ -112,8 +110,7 @@ def save_greedy_policy(m: BEARModules, fname: str | Path, as_onnx: bool = False)
     if as_onnx:
         export_onnx(graph, (example,), path, ["observations"], ["actions"])
         return
-    with kernels.portable():
-        traced = torch.jit.trace(graph, example, check_trace=False)
+    traced = torch.jit.trace(graph, example, check_trace=False)
     atomic_write_with(path, lambda tmp: torch.jit.save(traced, str(tmp)))
 
 

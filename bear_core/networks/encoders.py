@@ -6,7 +6,7 @@ and its heads are one MLP.
 
 `build_encoder` makes one network; `build_ensemble_encoder` makes K of them evaluated together
 (ensemble layers for vectors, grouped convolutions for pixels), returning [K, M, out]. Their
-linear layers live in `layers.MLP` / `layers.EnsembleMLP`, which decide how to run them.
+linear layers live in `layers.MLP` / `layers.EnsembleMLP`.
 """
 
 from __future__ import annotations

@@ -1,27 +1,18 @@
 """Layer building blocks of every network: activations, the ensemble layers the critics and
 dynamics models are built from (K members evaluated together), and the two MLP modules every
-vector network hands its linear chain to.
-
-`MLP` (one network) and `EnsembleMLP` (K networks side by side) hold their layers as ordinary
-submodules and run them one after another. With the `fast` kernels on the CPU, a chain made of
-Linear layers and ReLUs only runs as one autograd node instead (`kernels.fused_linear`). Whether
-a chain qualifies is read off the layers it holds at call time, so a layer of any other kind
-(BatchNorm, LayerNorm, Dropout, a hook, ...) sends the whole chain layer by layer and is never
-skipped.
+vector network hands its linear chain to: `MLP` (one network) and `EnsembleMLP` (K networks
+side by side), each an nn.Sequential of its layers, optionally ending in an output layer that
+holds the network's heads side by side.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules import module as torch_module
-
-from bear_core.networks.kernels import fused_linear
-from bear_core.networks.kernels.fused_linear import Linear, ensemble_linear
 
 
 class Activation(nn.Module):
@@ -60,7 +51,9 @@ class EnsembleLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x W + b."""
-        return ensemble_linear(x, self.weight, self.bias)
+        if x.dim() == 2:
+            x = x.expand(len(self.weight), -1, -1)
+        return torch.baddbmm(self.bias, x, self.weight)
 
 
 class EnsembleBatchNorm(nn.Module):
@@ -94,21 +87,13 @@ class MLP(nn.Sequential):
     ) -> None:
         layers: list[nn.Module] = []
         for units in hidden_units:
-            layers += [Linear(in_size, units), Activation(activation)]
+            layers += [nn.Linear(in_size, units), Activation(activation)]
             if use_batch_norm:
                 layers.append(nn.BatchNorm1d(units))
             in_size = units
         if output_sizes:
-            layers.append(_output_layer(Linear, output_sizes, in_size, sum(output_sizes)))
+            layers.append(_output_layer(nn.Linear, output_sizes, in_size, sum(output_sizes)))
         super().__init__(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused_linear.applies(x):
-            chain = linear_relu_chain(self, (Linear, nn.Linear))
-            if chain is not None:
-                weights, biases, relus = chain
-                return fused_linear.mlp(x, weights, biases, relus)
-        return super().forward(x)
 
 
 class EnsembleMLP(nn.Sequential):
@@ -136,46 +121,9 @@ class EnsembleMLP(nn.Sequential):
             )
         super().__init__(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused_linear.applies(x):
-            chain = linear_relu_chain(self, (EnsembleLinear,))
-            if chain is not None:
-                weights, biases, relus = chain
-                return fused_linear.ensemble_mlp(x, weights, biases, relus)
-        return super().forward(x)
-
-
-def linear_relu_chain(
-    layers: Iterable[nn.Module], linear_types: tuple[type[nn.Module], ...]
-) -> tuple[list[torch.Tensor], list[torch.Tensor], tuple[bool, ...]] | None:
-    """(weights, biases, relu after each) of a chain made of `linear_types` layers only, each
-    followed by at most one ReLU; None when the chain holds anything else (another layer type,
-    a subclass, a layer without bias, a forward hook), which must then run layer by layer."""
-    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
-        return None
-    weights: list[torch.Tensor] = []
-    biases: list[torch.Tensor] = []
-    relus: list[bool] = []
-    for layer in layers:
-        if layer._forward_hooks or layer._forward_pre_hooks:
-            return None
-        if type(layer) in linear_types and isinstance(layer.bias, torch.Tensor):
-            weights.append(layer.weight)
-            biases.append(layer.bias)
-            relus.append(False)
-        elif _is_relu(layer) and relus and not relus[-1]:
-            relus[-1] = True
-        else:
-            return None
-    return (weights, biases, tuple(relus)) if weights else None
-
-
-def _is_relu(layer: nn.Module) -> bool:
-    return type(layer) is nn.ReLU or (type(layer) is Activation and layer.name == "relu")
-
 
 def _output_layer(
-    layer_type: type[Linear] | type[EnsembleLinear], sizes: Sequence[int], *args: int
+    layer_type: type[nn.Linear] | type[EnsembleLinear], sizes: Sequence[int], *args: int
 ) -> nn.Module:
     """An output layer holding heads of `sizes` side by side. With several heads, each head's
     rows are initialised as the layer type would initialise a layer of its own, head after
@@ -183,7 +131,7 @@ def _output_layer(
     if len(sizes) < 2:
         return layer_type(*args)
     layer = nn.utils.skip_init(layer_type, *args)  # no draws here: the heads draw below
-    row_dim = 0 if layer_type is Linear else -1  # [out, in], or [K, in, out]
+    row_dim = 0 if layer_type is nn.Linear else -1  # [out, in], or [K, in, out]
     in_size = layer.weight.shape[1] if row_dim == 0 else layer.weight.shape[-2]
     bound = 1.0 / math.sqrt(in_size)
     start = 0
