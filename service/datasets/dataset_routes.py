@@ -3,10 +3,12 @@ sha256), list, describe, delete. Reads are open; changes need an API key."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 from dataclasses import asdict
 from typing import Annotated
 
+import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
@@ -50,24 +52,31 @@ def _response(info: DatasetInfo) -> DatasetResponse:
     },
 )
 async def upload(request: Request, response: Response, datasets: DatasetsDep) -> DatasetResponse:
-    staging = datasets.staging()
+    staging = await anyio.to_thread.run_sync(datasets.staging)
     try:
         received = await receive_file(request, FILE_FIELD, staging / "upload.h5")
         info, created = await anyio.to_thread.run_sync(datasets.add, received)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                functools.partial(shutil.rmtree, staging, ignore_errors=True)
+            )
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     response.headers["Location"] = f"/datasets/{info.id}"
     return _response(info)
 
 
+# The reads below read dataset summaries from disk: plain functions, which FastAPI runs on a
+# worker thread.
+
+
 @router.get("", summary="every stored dataset, oldest first")
-async def list_datasets(datasets: DatasetsDep) -> DatasetList:
+def list_datasets(datasets: DatasetsDep) -> DatasetList:
     return DatasetList(datasets=[_response(info) for info in datasets.list()])
 
 
 @router.get("/{dataset_id}", summary="one dataset's summary")
-async def get_dataset(dataset_id: DatasetId, datasets: DatasetsDep) -> DatasetResponse:
+def get_dataset(dataset_id: DatasetId, datasets: DatasetsDep) -> DatasetResponse:
     return _response(datasets.get(dataset_id))
 
 

@@ -1,5 +1,6 @@
 """One file part of a multipart/form-data request, streamed to disk and hashed as it arrives
-(the body size limit is the BodyLimit middleware's). Other parts are skipped."""
+(the body size limit is the BodyLimit middleware's). Other parts are skipped. Each chunk is
+parsed and written on a worker thread, off the event loop."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import hashlib
 from pathlib import Path, PurePath
 from typing import IO
 
+import anyio
+import anyio.to_thread
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
@@ -80,12 +83,13 @@ async def receive_file(request: Request, field: str, target: Path) -> Upload:
     parser = MultipartParser(boundary, part.callbacks())  # type: ignore[arg-type]
     try:
         async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
+            await anyio.to_thread.run_sync(parser.write, chunk)
+        await anyio.to_thread.run_sync(parser.finalize)
     except MultipartParseError as exc:
         raise InvalidInput(f"body: malformed multipart/form-data ({exc})") from None
     finally:
-        part.close()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(part.close)
     if part.filename is None:
         raise InvalidInput(f"{field}: required (a file part named {field!r})")
     if part.size == 0:

@@ -10,6 +10,7 @@ critic, `values` [-1] and `stds` [-1] (mean and std over the critic ensemble). E
 
 from typing import Annotated, Any
 
+import anyio.to_thread
 import numpy as np
 from fastapi import APIRouter, Depends
 
@@ -145,7 +146,8 @@ def _add_model_routes(prefix: str, resolve: Any) -> None:
 
     @router.get(prefix, summary="model metadata")
     async def model_metadata(served: Model, models: ModelSourceDep) -> ModelMetadata:
-        return _metadata(served, models.versions(served.name))
+        versions = await anyio.to_thread.run_sync(models.versions, served.name)
+        return _metadata(served, versions)
 
     @router.get(f"{prefix}/ready", summary="model readiness")
     async def model_ready(served: Model) -> ModelReadiness:

@@ -8,7 +8,6 @@ import secrets
 from datetime import UTC, datetime
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from service.core.api_schemas import error_responses
@@ -83,13 +82,17 @@ def _response(job: Job, root: pathlib.Path) -> JobResponse:
     )
 
 
+# Every route below reads the job table and the jobs' files (logs, metrics, checkpoints): plain
+# functions, which FastAPI runs on a worker thread.
+
+
 @router.post(
     "/train",
     dependencies=[Depends(require_admin_key)],
     status_code=status.HTTP_202_ACCEPTED,
     summary="queue a BEAR training job on a stored dataset",
 )
-async def train(
+def train(
     body: TrainRequest,
     response: Response,
     settings: SettingsDep,
@@ -106,38 +109,36 @@ async def train(
         eval_env=body.eval_env,
         eval_trials=body.eval_trials,
     )
-    job = await anyio.to_thread.run_sync(
-        jobs.submit, body.model_name, body.dataset_id, spec, secrets.token_hex(8), datasets.exists
-    )
+    job = jobs.submit(body.model_name, body.dataset_id, spec, secrets.token_hex(8), datasets.exists)
     response.headers["Location"] = f"/jobs/{job.id}"
     return _response(job, settings.store)
 
 
 @router.get("/jobs", summary="jobs, newest first")
-async def list_jobs(
+def list_jobs(
     jobs: JobsDep,
     settings: SettingsDep,
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobList:
-    found = await anyio.to_thread.run_sync(jobs.list, state, limit)
+    found = jobs.list(state, limit)
     return JobList(jobs=[_response(job, settings.store) for job in found])
 
 
 @router.get("/jobs/{job_id}", summary="a job's state, progress, latest metrics and result")
-async def get_job(job_id: JobId, jobs: JobsDep, settings: SettingsDep) -> JobResponse:
-    return _response(await anyio.to_thread.run_sync(jobs.get, job_id), settings.store)
+def get_job(job_id: JobId, jobs: JobsDep, settings: SettingsDep) -> JobResponse:
+    return _response(jobs.get(job_id), settings.store)
 
 
 @router.get("/jobs/{job_id}/logs", summary="the job's log from a byte offset")
-async def get_logs(
+def get_logs(
     job_id: JobId,
     jobs: JobsDep,
     settings: SettingsDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LOG_CHUNK)] = 64 * 1024,
 ) -> JobLog:
-    job = await anyio.to_thread.run_sync(jobs.get, job_id)
+    job = jobs.get(job_id)
     chunk = JobFiles(settings.store, job_id).read_log(offset, limit)
     return JobLog(
         offset=chunk.offset,
@@ -149,8 +150,8 @@ async def get_logs(
 
 
 @router.get("/jobs/{job_id}/metrics", summary="the per-epoch metric series, for plots")
-async def get_metrics(job_id: JobId, jobs: JobsDep, settings: SettingsDep) -> JobMetrics:
-    await anyio.to_thread.run_sync(jobs.get, job_id)
+def get_metrics(job_id: JobId, jobs: JobsDep, settings: SettingsDep) -> JobMetrics:
+    jobs.get(job_id)
     series: dict[str, MetricSeries] = {}
     for record in JobFiles(settings.store, job_id).metrics():
         for name, value in record["metrics"].items():
@@ -167,5 +168,5 @@ async def get_metrics(job_id: JobId, jobs: JobsDep, settings: SettingsDep) -> Jo
     status_code=status.HTTP_202_ACCEPTED,
     summary="cancel: a queued job at once, a running one by SIGTERM (it checkpoints), then SIGKILL",
 )
-async def cancel(job_id: JobId, jobs: JobsDep, settings: SettingsDep) -> JobResponse:
-    return _response(await anyio.to_thread.run_sync(jobs.cancel, job_id), settings.store)
+def cancel(job_id: JobId, jobs: JobsDep, settings: SettingsDep) -> JobResponse:
+    return _response(jobs.cancel(job_id), settings.store)

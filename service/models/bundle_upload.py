@@ -7,6 +7,8 @@ import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 
+import anyio
+
 from bear_core.bundle import MANIFEST_FILE
 from service.core.http_errors import InvalidBundle
 
@@ -14,11 +16,12 @@ MAX_MEMBERS = 64
 
 
 async def save_stream(chunks: AsyncIterator[bytes], target: Path) -> int:
-    """Write the stream to `target`; returns the byte count."""
+    """Write the stream to `target` (file operations on worker threads); returns the byte
+    count."""
     size = 0
-    with open(target, "wb") as f:
+    async with await anyio.open_file(target, "wb") as f:
         async for chunk in chunks:
-            f.write(chunk)
+            await f.write(chunk)
             size += len(chunk)
     return size
 

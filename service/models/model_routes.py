@@ -3,11 +3,13 @@ needs an API key."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request, Response, status
 
@@ -71,8 +73,12 @@ def _version_detail(registry: Registry, name: str, version: str) -> VersionDetai
     )
 
 
+# The reads below list the store's directories and read manifests: plain functions, which
+# FastAPI runs on a worker thread.
+
+
 @router.get("", summary="every model with its versions and production version")
-async def list_models(registry: RegistryDep) -> ModelList:
+def list_models(registry: RegistryDep) -> ModelList:
     summaries = []
     for name in registry.store.models():
         try:
@@ -83,7 +89,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
 
 
 @router.get("/{name}", summary="a model's versions, manifests and production version")
-async def get_model(name: NameParam, registry: RegistryDep) -> ModelDetail:
+def get_model(name: NameParam, registry: RegistryDep) -> ModelDetail:
     versions = registry.store.versions(name)
     return ModelDetail(
         name=name,
@@ -93,9 +99,7 @@ async def get_model(name: NameParam, registry: RegistryDep) -> ModelDetail:
 
 
 @router.get("/{name}/versions/{version}", summary="one version's manifest")
-async def get_version(
-    name: NameParam, version: VersionParam, registry: RegistryDep
-) -> VersionDetail:
+def get_version(name: NameParam, version: VersionParam, registry: RegistryDep) -> VersionDetail:
     registry.store.bundle_path(name, version)
     return _version_detail(registry, name, version)
 
@@ -140,8 +144,7 @@ async def publish(
     settings: SettingsDep,
     promote: bool = False,
 ) -> PublishedVersion:
-    store = registry.store.ensure()
-    work = Path(tempfile.mkdtemp(prefix=f"{name}.", suffix=".upload", dir=store.tmp_dir))
+    work = await anyio.to_thread.run_sync(_upload_dir, registry, name)
     try:
         archive = work / "bundle.tar.gz"
         if await save_stream(request.stream(), archive) == 0:
@@ -151,6 +154,15 @@ async def publish(
         )
         version = await anyio.to_thread.run_sync(registry.publish, name, bundle, promote)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                functools.partial(shutil.rmtree, work, ignore_errors=True)
+            )
     response.headers["Location"] = f"/models/{name}/versions/{version}"
     return PublishedVersion(name=name, version=version, production=promote)
+
+
+def _upload_dir(registry: Registry, name: str) -> Path:
+    """A new work directory for an upload, in the store's staging area (the caller removes it)."""
+    store = registry.store.ensure()
+    return Path(tempfile.mkdtemp(prefix=f"{name}.", suffix=".upload", dir=store.tmp_dir))
