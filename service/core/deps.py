@@ -10,7 +10,8 @@ from service.core.settings import Settings
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.state.settings
+    settings: Settings = request.state.settings
+    return settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

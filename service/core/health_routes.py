@@ -16,7 +16,8 @@ class ReadinessSource(Protocol):
 
 
 async def get_readiness(request: Request) -> ReadinessSource:
-    return request.state.registry
+    registry: ReadinessSource = request.state.registry
+    return registry
 
 
 ReadinessDep = Annotated[ReadinessSource, Depends(get_readiness)]

@@ -61,7 +61,8 @@ class RequestContext:
 
 
 def _request_id(scope: Scope) -> bytes:
-    for key, value in scope["headers"]:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for key, value in headers:
         if key == b"x-request-id" and _REQUEST_ID.fullmatch(value):
             return value
     return uuid.uuid4().hex.encode()

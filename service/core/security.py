@@ -16,7 +16,8 @@ KeyHeader = Annotated[str | None, Depends(_header)]
 
 
 def _settings(request: Request) -> Settings:
-    return request.state.settings
+    settings: Settings = request.state.settings
+    return settings
 
 
 def _check(key: str | None, keys: list[str]) -> None:

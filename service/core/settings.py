@@ -15,50 +15,58 @@ MIB = 1 << 20
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BEAR_", extra="ignore")
 
-    store: Path = Field(Path("model_store"), description="model store directory")
+    store: Path = Field(default=Path("model_store"), description="model store directory")
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(default=8000, ge=1, le=65535)
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated X-API-Key values; model management is refused without one",
     )
     require_key_for_inference: bool = False
     default_model: str | None = Field(
-        None, description="model behind the bare /predict paths (default: the only one served)"
+        default=None,
+        description="model behind the bare /predict paths (default: the only one served)",
     )
-    max_batch: int = Field(4096, ge=1, description="most rows in one inference request")
-    max_body_bytes: int = Field(8 * MIB, ge=1024, description="request body limit")
-    max_upload_bytes: int = Field(256 * MIB, ge=1024, description="bundle upload limit")
-    max_dataset_bytes: int = Field(1024 * MIB, ge=1024, description="dataset upload limit")
-    ort_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per graph")
+    max_batch: int = Field(default=4096, ge=1, description="most rows in one inference request")
+    max_body_bytes: int = Field(default=8 * MIB, ge=1024, description="request body limit")
+    max_upload_bytes: int = Field(default=256 * MIB, ge=1024, description="bundle upload limit")
+    max_dataset_bytes: int = Field(default=1024 * MIB, ge=1024, description="dataset upload limit")
+    ort_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads per graph")
     offload_rows: int = Field(
-        256, ge=1, description="batches above this many rows run on a worker thread"
+        default=256, ge=1, description="batches above this many rows run on a worker thread"
     )
-    batching: bool = Field(False, description="micro-batch concurrent requests per model")
-    batch_max_rows: int = Field(64, ge=1)
-    batch_max_delay_ms: float = Field(0.0, ge=0.0, le=100.0)
+    batching: bool = Field(default=False, description="micro-batch concurrent requests per model")
+    batch_max_rows: int = Field(default=64, ge=1)
+    batch_max_delay_ms: float = Field(default=0.0, ge=0.0, le=100.0)
     log_level: str = "INFO"
     dispatcher: bool = Field(
-        True,
+        default=True,
         description="run the training-job dispatcher in this process; false when "
         "`python -m service.worker` runs it beside the API",
     )
-    max_concurrent_jobs: int = Field(1, ge=1, description="training jobs run at the same time")
-    job_poll_s: float = Field(0.5, gt=0.0, le=10.0, description="dispatcher poll interval")
+    max_concurrent_jobs: int = Field(
+        default=1, ge=1, description="training jobs run at the same time"
+    )
+    job_poll_s: float = Field(default=0.5, gt=0.0, le=10.0, description="dispatcher poll interval")
     cancel_grace_s: float = Field(
-        30.0, ge=0.0, description="time a cancelled trainer gets to checkpoint before SIGKILL"
+        default=30.0,
+        ge=0.0,
+        description="time a cancelled trainer gets to checkpoint before SIGKILL",
     )
     trainer_python: str = Field(
-        sys.executable, description="interpreter that runs `-m bear_core train` and `export`"
+        default=sys.executable,
+        description="interpreter that runs `-m bear_core train` and `export`",
     )
     trainer_threads: int | None = Field(
-        None, ge=1, description="OMP_NUM_THREADS of each trainer (default: torch's choice)"
+        default=None, ge=1, description="OMP_NUM_THREADS of each trainer (default: torch's choice)"
     )
-    allow_gpu: bool = Field(False, description="let POST /train ask for use_gpu")
+    allow_gpu: bool = Field(default=False, description="let POST /train ask for use_gpu")
     sync_interval_s: float = Field(
-        2.0, gt=0.0, description="how often production pointers changed by another process load"
+        default=2.0,
+        gt=0.0,
+        description="how often production pointers changed by another process load",
     )
-    demo: bool = Field(True, description="`python -m service` trains a demo model if none")
+    demo: bool = Field(default=True, description="`python -m service` trains a demo model if none")
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -19,11 +19,13 @@ class DatasetUsers(Protocol):
 
 
 async def get_datasets(request: Request) -> DatasetStore:
-    return request.state.datasets
+    datasets: DatasetStore = request.state.datasets
+    return datasets
 
 
 async def get_dataset_users(request: Request) -> DatasetUsers:
-    return request.state.jobs
+    users: DatasetUsers = request.state.jobs
+    return users
 
 
 DatasetsDep = Annotated[DatasetStore, Depends(get_datasets)]

@@ -68,8 +68,8 @@ class _FilePart:
             self._out = None
 
     def callbacks(self) -> dict[str, object]:
-        names = ("part_begin", "header_field", "header_value", "header_end", "headers_finished")
-        names += ("part_data", "part_end")
+        names: tuple[str, ...] = ("part_begin", "header_field", "header_value", "header_end")
+        names += ("headers_finished", "part_data", "part_end")
         return {f"on_{name}": getattr(self, f"on_{name}") for name in names}
 
 

@@ -29,14 +29,18 @@ class PredictRequest(Request):
 
 class SampleActionRequest(Request):
     observations: Batch
-    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="makes the draw reproducible")
+    seed: int | None = Field(
+        default=None, ge=0, le=2**63 - 1, description="makes the draw reproducible"
+    )
 
 
 class ValueRequest(Request):
     observations: Batch
     actions: Batch
-    with_std: bool = Field(False, description="also return the std over the critic ensemble")
-    per_critic: bool = Field(False, description="also return every critic's value")
+    with_std: bool = Field(
+        default=False, description="also return the std over the critic ensemble"
+    )
+    per_critic: bool = Field(default=False, description="also return every critic's value")
 
 
 class ActionsResponse(Response):
@@ -47,8 +51,8 @@ class ActionsResponse(Response):
 
 class ValueResponse(Response):
     values: list[float] = Field(description="mean over the critic ensemble")
-    stds: list[float] | None = Field(None, description="population std over the ensemble")
-    per_critic: list[list[float]] | None = Field(None, description="[N, n_critics]")
+    stds: list[float] | None = Field(default=None, description="population std over the ensemble")
+    per_critic: list[list[float]] | None = Field(default=None, description="[N, n_critics]")
     model: str
     version: str
 
@@ -71,9 +75,11 @@ class RequestedOutput(OipRequest):
 
 class InferRequest(OipRequest):
     id: str | None = None
-    parameters: dict[str, Scalar] | None = Field(None, description="'seed' for sampled_actions")
+    parameters: dict[str, Scalar] | None = Field(
+        default=None, description="'seed' for sampled_actions"
+    )
     inputs: list[InferInput] = Field(min_length=1)
-    outputs: list[RequestedOutput] | None = Field(None, description="default: actions")
+    outputs: list[RequestedOutput] | None = Field(default=None, description="default: actions")
 
 
 class InferOutput(Response):

@@ -31,7 +31,8 @@ class ModelSource(Protocol):
 
 
 async def get_model_source(request: Request) -> ModelSource:
-    return request.state.registry
+    source: ModelSource = request.state.registry
+    return source
 
 
 ModelSourceDep = Annotated[ModelSource, Depends(get_model_source)]

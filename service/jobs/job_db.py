@@ -9,6 +9,7 @@ each call opens its own connection, so threads and processes share the file safe
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -72,7 +73,7 @@ class Progress:
     n_epochs: int | None = None
     step: int | None = None
     total_steps: int | None = None
-    metrics: dict[str, float] | None = None
+    metrics: dict[str, float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ class JobDB:
             ).fetchone()
         return Job.from_row(row) if row is not None else None
 
-    def running(self) -> list[Job]:
+    def running(self) -> builtins.list[Job]:
         return self.list("running", limit=1_000_000)
 
     def set_pid(self, job_id: str, pid: int | None) -> None:

@@ -34,7 +34,8 @@ JobId = Annotated[str, Path(pattern=ID_PATTERN, description="job id")]
 
 
 async def get_jobs(request: Request) -> JobDB:
-    return request.state.jobs
+    jobs: JobDB = request.state.jobs
+    return jobs
 
 
 JobsDep = Annotated[JobDB, Depends(get_jobs)]

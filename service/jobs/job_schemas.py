@@ -19,17 +19,19 @@ class TrainRequest(Request):
         default_factory=dict, description="BEAR constructor parameters, validated as BEAR() does"
     )
     n_steps: int | None = Field(
-        None, ge=1, le=10**9, description="gradient steps (rounded up to whole epochs)"
+        default=None, ge=1, le=10**9, description="gradient steps (rounded up to whole epochs)"
     )
-    n_epochs: int | None = Field(None, ge=1, le=10**6)
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    n_epochs: int | None = Field(default=None, ge=1, le=10**6)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     eval_env: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_./:-]{1,100}$", description="gymnasium id scored every epoch"
+        default=None,
+        pattern=r"^[A-Za-z0-9_./:-]{1,100}$",
+        description="gymnasium id scored every epoch",
     )
-    eval_trials: int = Field(5, ge=1, le=100)
-    promote: bool = Field(False, description="make the new version production")
+    eval_trials: int = Field(default=5, ge=1, le=100)
+    promote: bool = Field(default=False, description="make the new version production")
     resume: bool = Field(
-        False, description="after a service restart, run again from the last checkpoint"
+        default=False, description="after a service restart, run again from the last checkpoint"
     )
 
 

@@ -33,7 +33,8 @@ ERRORS = error_responses(401, 403, 404, 409, 413, 422)
 
 
 async def get_registry(request: Request) -> Registry:
-    return request.state.registry
+    registry: Registry = request.state.registry
+    return registry
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]

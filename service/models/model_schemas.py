@@ -25,7 +25,7 @@ class VersionDetail(Response):
     version: str
     production: bool
     loaded: bool
-    manifest: ManifestSummary | None = Field(None, description="null when unreadable")
+    manifest: ManifestSummary | None = Field(default=None, description="null when unreadable")
 
 
 class ModelSummary(Response):
