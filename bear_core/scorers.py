@@ -146,7 +146,10 @@ def td_error_scorer(algo: ScoredAlgo, episodes: Sequence[ScoredEpisode]) -> floa
 
 def _advantages(algo: ScoredAlgo, episode: ScoredEpisode, window: slice) -> np.ndarray:
     observations = episode.observations[window]
-    return _values(algo, observations, episode.actions[window]) - _greedy_values(algo, observations)
+    advantages: np.ndarray = _values(algo, observations, episode.actions[window]) - _greedy_values(
+        algo, observations
+    )
+    return advantages
 
 
 def discounted_sum_of_advantage_scorer(
@@ -237,7 +240,8 @@ def _action_diffs(algo: ScoredAlgo, episode: ScoredEpisode, window: slice) -> np
     data_actions = np.asarray(episode.actions[window], dtype=np.float64)
     greedy = np.asarray(algo.predict(episode.observations[window]), dtype=np.float64)
     diff = data_actions.reshape(len(data_actions), -1) - greedy.reshape(len(greedy), -1)
-    return (diff**2).sum(axis=1)
+    squared: np.ndarray = (diff**2).sum(axis=1)
+    return squared
 
 
 def continuous_action_diff_scorer(algo: ScoredAlgo, episodes: Sequence[ScoredEpisode]) -> float:

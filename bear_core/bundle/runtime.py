@@ -64,25 +64,25 @@ class PolicyBundle:
     def predict(self, observations: Any) -> FloatArray:
         """Greedy actions [N, A] in the data's action range (= BEAR.predict)."""
         obs = self.check_observations(observations)
-        return self._policy.run(["actions"], {"observations": obs})[0]
+        return _first(self._policy.run(["actions"], {"observations": obs}))
 
     def sample_action(self, observations: Any, seed: int | None = None) -> FloatArray:
         """Actions [N, A] sampled from the policy; a seed makes the draw reproducible."""
         obs = self.check_observations(observations)
         noise = self.noise(len(obs), seed)
-        return self._sampler.run(["actions"], {"observations": obs, "noise": noise})[0]
+        return _first(self._sampler.run(["actions"], {"observations": obs, "noise": noise}))
 
     def sample_with_noise(self, observations: Any, noise: Any) -> FloatArray:
         """The sampler with explicit standard-normal noise [N, A] (parity checks, replays)."""
         obs = self.check_observations(observations)
         eps = check_batch(noise, "noise", (self.action_size,), np.float32, rows=len(obs))
-        return self._sampler.run(["actions"], {"observations": obs, "noise": eps})[0]
+        return _first(self._sampler.run(["actions"], {"observations": obs, "noise": eps}))
 
     def predict_q(self, observations: Any, actions: Any) -> FloatArray:
         """Per-critic Q values [N, K]."""
         obs = self.check_observations(observations)
         act = check_batch(actions, "actions", (self.action_size,), np.float32, rows=len(obs))
-        return self._critics.run(["q_values"], {"observations": obs, "actions": act})[0]
+        return _first(self._critics.run(["q_values"], {"observations": obs, "actions": act}))
 
     def predict_value(
         self, observations: Any, actions: Any, with_std: bool = False
@@ -214,3 +214,9 @@ def _check_signature(
     wanted = "tensor(uint8)" if manifest.observation_dtype == "uint8" else "tensor(float)"
     if obs_type != wanted:
         raise BundleError(f"{file}: observations are {obs_type}, {MANIFEST_FILE} says {wanted}")
+
+
+def _first(outputs: list[Any]) -> FloatArray:
+    """The one output an onnxruntime `run` was asked for."""
+    first: FloatArray = outputs[0]
+    return first

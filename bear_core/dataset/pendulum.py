@@ -52,8 +52,10 @@ def generate_pendulum_dataset(
     import gymnasium as gym
 
     env = gym.make("Pendulum-v1", max_episode_steps=max_episode_steps)
-    low = np.asarray(env.action_space.low, dtype=np.float32)
-    high = np.asarray(env.action_space.high, dtype=np.float32)
+    action_space = env.action_space
+    assert isinstance(action_space, gym.spaces.Box)
+    low = np.asarray(action_space.low, dtype=np.float32)
+    high = np.asarray(action_space.high, dtype=np.float32)
     rng = np.random.default_rng(seed)
     reset_seeds = rng.integers(0, 2**31 - 1, size=n_episodes)
     env.action_space.seed(int(rng.integers(0, 2**31 - 1)))
