@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,9 @@ from typing import Any
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 143
+# Extra modules the `module:Env-v0` form of --eval-env may import (trainers started by the service
+# inherit its environment, so one BEAR_EVAL_ENV_MODULES serves both).
+EVAL_ENV_MODULES_VAR = "BEAR_EVAL_ENV_MODULES"
 
 
 class StopFlag:
@@ -180,12 +184,34 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _make_env(env_id: str) -> Any:
+    """A registered gymnasium environment. gymnasium's `module:Env-v0` form imports `module`
+    first, so it is refused unless EVAL_ENV_MODULES_VAR names that module."""
+    import importlib
+
     import gymnasium
 
+    module, colon, name = env_id.rpartition(":")
+    if colon:
+        allowed = eval_env_modules()
+        if module not in allowed:
+            raise ValueError(
+                f"--eval-env {env_id!r}: the 'module:id' form would import {module!r}; only "
+                f"registered gymnasium ids are accepted unless {EVAL_ENV_MODULES_VAR} names the "
+                f"module (allowed: {sorted(allowed)})"
+            )
+        importlib.import_module(module)
+    if name not in gymnasium.registry:
+        raise ValueError(f"--eval-env {env_id!r}: {name!r} is not a registered gymnasium id")
     try:
         return gymnasium.make(env_id)
     except gymnasium.error.Error as exc:
         raise ValueError(f"--eval-env {env_id!r}: {exc}") from exc
+
+
+def eval_env_modules() -> set[str]:
+    """Modules an `--eval-env module:Env-v0` may import: EVAL_ENV_MODULES_VAR, comma-separated."""
+    value = os.environ.get(EVAL_ENV_MODULES_VAR, "")
+    return {module.strip() for module in value.split(",") if module.strip()}
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -80,6 +80,34 @@ def test_bad_parameters_exit_2_naming_them(data_file: Path, tmp_path: Path, args
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_eval_env_imports_no_module_unless_allowed(data_file: Path, tmp_path: Path) -> None:
+    """`module:Env-v0` would make gymnasium import `module` (here `this`, which prints the Zen
+    of Python): refused, like an id gymnasium has not registered."""
+    for env_id, message in (
+        ("this:Pendulum-v1", "would import 'this'"),
+        ("NoSuchEnv-v0", "not a registered gymnasium id"),
+    ):
+        out = tmp_path / env_id.replace(":", "_")
+        result = run_cli("train", "--dataset", str(data_file), "--out", str(out), *TINY_SETS,
+                         "--set", "n_epochs=1", "--eval-env", env_id)  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert "Zen of Python" not in result.stdout
+
+
+def test_eval_env_modules_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bear_core.cli import _make_env
+
+    with pytest.raises(ValueError, match="would import 'json'"):
+        _make_env("json:Pendulum-v1")
+    monkeypatch.setenv("BEAR_EVAL_ENV_MODULES", "os, json")
+    env = _make_env("json:Pendulum-v1")
+    assert env.spec is not None and env.spec.id == "Pendulum-v1"
+    env.close()
+    with pytest.raises(ValueError, match="not a registered gymnasium id"):
+        _make_env("json:NoSuchEnv-v0")
+
+
 @pytest.mark.parametrize("content", [None, b"not an hdf5 file"])
 def test_bad_dataset_exits_2(tmp_path: Path, content: bytes | None) -> None:
     path = tmp_path / "data.h5"

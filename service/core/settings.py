@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         default=None, ge=1, description="OMP_NUM_THREADS of each trainer (default: torch's choice)"
     )
     allow_gpu: bool = Field(default=False, description="let POST /train ask for use_gpu")
+    eval_env_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated modules an eval_env of the form 'module:Env-v0' may "
+        "import in the trainer (default: none, registered gymnasium ids only)",
+    )
     sync_interval_s: float = Field(
         default=2.0,
         gt=0.0,
@@ -68,7 +73,7 @@ class Settings(BaseSettings):
     )
     demo: bool = Field(default=True, description="`python -m service` trains a demo model if none")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "eval_env_modules", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

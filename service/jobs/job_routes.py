@@ -24,7 +24,7 @@ from service.jobs.job_schemas import (
     MetricSeries,
     TrainRequest,
 )
-from service.jobs.job_specs import training_params
+from service.jobs.job_specs import check_eval_env, training_params
 
 ERRORS = error_responses(401, 403, 404, 409, 422)
 MAX_LOG_CHUNK = 1 << 20
@@ -103,6 +103,7 @@ def train(
     params = training_params(
         body.params, body.n_steps, body.n_epochs, body.seed, allow_gpu=settings.allow_gpu
     )
+    check_eval_env(body.eval_env, settings.eval_env_modules)
     spec = JobSpec(
         params=params,
         promote=body.promote,

@@ -55,6 +55,21 @@ def training_params(
     return params
 
 
+def check_eval_env(eval_env: str | None, allowed_modules: list[str]) -> None:
+    """Refuse gymnasium's `module:Env-v0` form, which makes the trainer import `module`, unless
+    the module is allowed (BEAR_EVAL_ENV_MODULES). The trainer checks again, and also that the id
+    is registered, before it makes the environment."""
+    if eval_env is None:
+        return
+    module, colon, _ = eval_env.rpartition(":")
+    if colon and module not in allowed_modules:
+        raise InvalidInput(
+            f"eval_env: {eval_env!r} would import module {module!r} in the trainer; give a "
+            "registered gymnasium id (like 'Pendulum-v1'), or allow the module in "
+            "BEAR_EVAL_ENV_MODULES"
+        )
+
+
 def train_command(python: str, dataset: Path, run_dir: Path, spec: JobSpec) -> list[str]:
     command = [python, "-m", "bear_core", "train", "--dataset", str(dataset), "--out", str(run_dir)]
     for name, value in spec.params.items():

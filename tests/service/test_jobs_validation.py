@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from service.core.http_errors import InvalidInput
-from service.jobs.job_specs import training_params
+from service.jobs.job_specs import check_eval_env, training_params
 from tests.service.serving import (
     ADMIN,
     API_KEY,
@@ -52,6 +52,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"dataset_id": "0123456789abcdef"}, "dataset_id: dataset '0123456789abcdef' not found"),
     ({"dataset_id": "../../etc"}, "dataset_id"),
     ({"eval_env": "Pendulum v1; rm -rf"}, "eval_env"),
+    ({"eval_env": "this:Pendulum-v1"}, "eval_env: 'this:Pendulum-v1' would import module 'this'"),
     ({"surprise": True}, "surprise"),
 ]
 
@@ -144,3 +145,13 @@ def test_gpu_only_when_allowed() -> None:
         "cuda:0"
     )
     assert training_params({"use_gpu": "cpu"}, None, 1, None, allow_gpu=False)["use_gpu"] == "cpu"
+
+
+def test_eval_env_imports_only_allowed_modules() -> None:
+    check_eval_env(None, [])
+    check_eval_env("Pendulum-v1", [])
+    with pytest.raises(InvalidInput, match="would import module 'this'"):
+        check_eval_env("this:Pendulum-v1", [])
+    with pytest.raises(InvalidInput, match="would import module 'gym_extra'"):
+        check_eval_env("gym_extra:Maze-v0", ["other"])
+    check_eval_env("gym_extra:Maze-v0", ["other", "gym_extra"])
