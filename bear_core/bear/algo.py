@@ -62,7 +62,7 @@ OPTIMIZER_RATES = {
     "temp_learning_rate": "temp_optim",
     "alpha_learning_rate": "alpha_optim",
 }
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: each network's heads are its last layer
 Scorer = Callable[[Any, Sequence[Episode]], float]
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(BEARConfig))
 

@@ -22,7 +22,6 @@ from bear_core.bear.losses import (
 )
 from bear_core.bear.modules import BEARModules, TorchBatch, frozen
 from bear_core.config import BEARConfig
-from bear_core.networks.kernels import fused_adam
 
 
 def update_step(
@@ -135,10 +134,10 @@ def _step(
         return {}
     _check_disjoint(losses)
     for optimizer, _ in losses.values():
-        fused_adam.zero_grad(optimizer)
+        optimizer.zero_grad(set_to_none=True)
     torch.autograd.backward([loss for _, loss in losses.values()])
     for optimizer, _ in losses.values():
-        fused_adam.step(optimizer)
+        optimizer.step()
     return {name: loss.detach() for name, (_, loss) in losses.items()}
 
 
