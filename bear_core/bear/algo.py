@@ -22,6 +22,7 @@ import torch
 
 from bear_core.bear.modules import BEARModules, TorchBatch
 from bear_core.bear.update import metrics_to_floats, update_step
+from bear_core.bundle.runtime import value_stats
 from bear_core.config import (
     NO_ENCODER_PARAMS,
     BEARConfig,
@@ -366,10 +367,8 @@ class BEAR:
         q = m.critics(
             m.observation_scaler(self._tensor(obs)), m.action_scaler(self._tensor(actions))
         )  # [K, N]
-        values = self._numpy(q.mean(dim=0))
-        if not with_std:
-            return values
-        return values, self._numpy(q.std(dim=0, correction=0))
+        values, stds = value_stats(self._numpy(q.t()), with_std)
+        return values if stds is None else (values, stds)
 
     # --- persistence ------------------------------------------------------------------------------
 
