@@ -31,8 +31,7 @@ def extract_bundle(archive: Path, target: Path, max_bytes: int) -> Path:
     archive's root, or its single top-level directory."""
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            _check_members(members, max_bytes)
+            members = _read_members(tar, max_bytes)
             tar.extractall(target, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InvalidBundle(f"body: not a readable .tar.gz archive ({exc})") from None
@@ -44,14 +43,25 @@ def extract_bundle(archive: Path, target: Path, max_bytes: int) -> Path:
     raise InvalidBundle(f"body: the archive holds no {MANIFEST_FILE} at its root")
 
 
-def _check_members(members: list[tarfile.TarInfo], max_bytes: int) -> None:
-    if len(members) > MAX_MEMBERS:
-        raise InvalidBundle(f"body: the archive has more than {MAX_MEMBERS} entries")
-    if sum(m.size for m in members) > max_bytes:
-        raise InvalidBundle(f"body: the archive unpacks to more than {max_bytes} bytes")
-    for member in members:
-        path = PurePosixPath(member.name)
-        if path.is_absolute() or ".." in path.parts:
-            raise InvalidBundle(f"body: archive entry {member.name!r} leaves the bundle")
-        if not (member.isfile() or member.isdir()):
-            raise InvalidBundle(f"body: archive entry {member.name!r} is not a regular file")
+def _read_members(tar: tarfile.TarFile, max_bytes: int) -> list[tarfile.TarInfo]:
+    """The archive's entries, read one header at a time: refused at the first entry past
+    MAX_MEMBERS or past `max_bytes` in all, before the rest of the archive is read."""
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    while (member := tar.next()) is not None:
+        if len(members) == MAX_MEMBERS:
+            raise InvalidBundle(f"body: the archive has more than {MAX_MEMBERS} entries")
+        total += member.size
+        if total > max_bytes:
+            raise InvalidBundle(f"body: the archive unpacks to more than {max_bytes} bytes")
+        _check_member(member)
+        members.append(member)
+    return members
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts:
+        raise InvalidBundle(f"body: archive entry {member.name!r} leaves the bundle")
+    if not (member.isfile() or member.isdir()):
+        raise InvalidBundle(f"body: archive entry {member.name!r} is not a regular file")
