@@ -11,9 +11,9 @@ from typing import Annotated
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from service.core.api_schemas import NameParam, VersionParam, error_responses
+from service.core.api_schemas import VERSION_PATTERN, NameParam, VersionParam, error_responses
 from service.core.deps import SettingsDep
 from service.core.http_errors import InvalidBundle, ServiceError
 from service.core.security import require_admin_key
@@ -108,10 +108,23 @@ def get_version(name: NameParam, version: VersionParam, registry: RegistryDep) -
 @router.post(
     "/{name}/versions/{version}/promote",
     dependencies=[Depends(require_admin_key)],
-    summary="make a version the production version (loaded and verified first)",
+    summary="make a version the production version (loaded and verified first); with "
+    "?expect=, only while production is still that version",
 )
-async def promote(name: NameParam, version: VersionParam, registry: RegistryDep) -> PromotedVersion:
-    previous = await anyio.to_thread.run_sync(registry.promote, name, version)
+async def promote(
+    name: NameParam,
+    version: VersionParam,
+    registry: RegistryDep,
+    expect: Annotated[
+        str | None,
+        Query(
+            pattern=VERSION_PATTERN,
+            description="promote only while this is still the production version (409 naming "
+            "the current one otherwise)",
+        ),
+    ] = None,
+) -> PromotedVersion:
+    previous = await anyio.to_thread.run_sync(registry.promote, name, version, expect)
     return PromotedVersion(name=name, version=version, previous=previous)
 
 

@@ -2,23 +2,29 @@
 model.
 
 Layout:
-    <root>/models/<name>/<version>/   a bundle directory (manifest.json + graphs), from 1
-    <root>/models/<name>/production   the production version, as text
-    <root>/tmp/                       staging area on the same filesystem
+    <root>/models/<name>/<version>/         a bundle directory (manifest.json + graphs), from 1
+    <root>/models/<name>/production         the production version, as text
+    <root>/models/<name>/.lock              locked while the pointer is checked and changed
+    <root>/tmp/                             staging area on the same filesystem
 
 A version appears by renaming a fully written and verified staging directory into place, and
 the production pointer is replaced atomically, so readers (this process or another) never see a
-half-written version. Names and versions are checked against strict patterns before they touch
-a path, so nothing can leave the store.
+half-written version. Changing the pointer and deleting a version hold an exclusive lock on the
+model's lock file, so promotions and deletions in several processes are serialised: a promotion
+with `expect` changes the pointer only while it still names that version. Names and versions
+are checked against strict patterns before they touch a path, so nothing can leave the store.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +34,7 @@ from service.core.fsync import fsync_path
 from service.core.http_errors import Conflict, InvalidBundle, NotFound, check_pattern
 
 PRODUCTION_FILE = "production"
+LOCK_FILE = ".lock"
 
 _NAME = re.compile(NAME_PATTERN)
 _VERSION = re.compile(VERSION_PATTERN)
@@ -94,6 +101,15 @@ class ModelStore:
         except BundleError as exc:
             raise InvalidBundle(f"model {name!r} version {version!r}: {exc}") from None
 
+    def identity(self, name: str, version: str) -> tuple[int, int, int] | None:
+        """What tells this copy of a version from a later one published under the same number
+        (its manifest file's inode, mtime and size); None once the version is gone."""
+        try:
+            stat = (self._model_dir(name) / check_version(version) / MANIFEST_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
     def production(self, name: str) -> str | None:
         pointer = self._model_dir(name) / PRODUCTION_FILE
         try:
@@ -131,38 +147,62 @@ class ModelStore:
             self.set_production(name, version)
         return version
 
-    def set_production(self, name: str, version: str) -> None:
-        self.bundle_path(name, version)
-        directory = self._model_dir(name)
-        fd, tmp = tempfile.mkstemp(prefix=f".{PRODUCTION_FILE}.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(version + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, directory / PRODUCTION_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        fsync_path(directory)
+    def set_production(self, name: str, version: str, expect: str | None = None) -> str | None:
+        """Make `version` the production version and return the previous one. With `expect`,
+        only while production is still `expect` (Conflict naming the current one otherwise)."""
+        self.bundle_path(name, version)  # NotFound before the model directory is touched
+        with self._production_lock(name):
+            self.bundle_path(name, version)
+            previous = self.production(name)
+            if expect is not None and previous != check_version(expect):
+                current = f"version {previous!r}" if previous else "no version"
+                raise Conflict(
+                    f"model {name!r} has {current} in production, not the expected {expect!r}"
+                )
+            directory = self._model_dir(name)
+            fd, tmp = tempfile.mkstemp(prefix=f".{PRODUCTION_FILE}.", dir=directory)
+            try:
+                with os.fdopen(fd, "w", encoding="ascii") as f:
+                    f.write(version + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, directory / PRODUCTION_FILE)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            fsync_path(directory)
+        return previous
 
     def delete(self, name: str, version: str) -> None:
         """Remove a version; the production version is refused."""
-        path = self.bundle_path(name, version)
-        if self.production(name) == version:
-            raise Conflict(
-                f"model {name!r} version {version!r} is in production; promote another first"
-            )
+        self.bundle_path(name, version)
         self.ensure()
-        graveyard = Path(tempfile.mkdtemp(prefix=f"{name}.{version}.", dir=self.tmp_dir))
-        os.replace(path, graveyard / "bundle")
-        fsync_path(path.parent)
+        with self._production_lock(name):
+            path = self.bundle_path(name, version)
+            if self.production(name) == version:
+                raise Conflict(
+                    f"model {name!r} version {version!r} is in production; promote another first"
+                )
+            graveyard = Path(tempfile.mkdtemp(prefix=f"{name}.{version}.", dir=self.tmp_dir))
+            os.replace(path, graveyard / "bundle")
+            fsync_path(path.parent)
         shutil.rmtree(graveyard, ignore_errors=True)
 
     # --- internals ------------------------------------------------------------------------------
 
     def _model_dir(self, name: str) -> Path:
         return self.models_dir / check_name(name)
+
+    @contextmanager
+    def _production_lock(self, name: str) -> Iterator[None]:
+        """An exclusive lock on the model's production pointer, across processes (flock: the
+        kernel releases it when a holder dies)."""
+        with open(self._model_dir(name) / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _rename_into_place(self, name: str, staging: Path) -> str:
         """Rename staging to the next free version number. A rename onto an existing version

@@ -4,6 +4,10 @@ Reads take no lock: a request looks up a ServedModel once and keeps that object 
 answered. Promotion loads and verifies the new version first, off the event loop, and only then
 replaces the production entry (one dict assignment under a lock), so requests in flight finish on
 the version they started with, and a version that fails to load never replaces a working one.
+
+Other processes may change the store under this one: `sync_production`, run every sync interval,
+forgets versions deleted (or deleted and published again under the same number) there and adopts
+the production versions set there.
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ class Registry:
         self._ort_threads = ort_threads
         self._default_model = default_model
         self._loaded: dict[tuple[str, str], ServedModel] = {}
+        # the store's identity of each loaded version when it was loaded (ModelStore.identity)
+        self._identities: dict[tuple[str, str], tuple[int, int, int] | None] = {}
         self._production: dict[str, ServedModel] = {}
         self._lock = threading.Lock()
         self.failed: dict[str, str] = {}  # model -> why its production version did not load
-        self._unloadable: set[tuple[str, str]] = set()
+        self._unloadable: dict[tuple[str, str], tuple[int, int, int] | None] = {}
         metrics.watch_models(self._loaded_models)
 
     # --- start-up -------------------------------------------------------------------------------
@@ -87,6 +93,7 @@ class Registry:
         if served is not None:
             return served
         path = self.store.bundle_path(name, version)
+        identity = self.store.identity(name, version)
         try:
             bundle = load_bundle(path, intra_op_threads=self._ort_threads)
         except BundleError as exc:
@@ -95,6 +102,8 @@ class Registry:
         served = ServedModel(name, version, bundle, self._execution, self._metrics)
         served.warm_up()
         with self._lock:
+            if key not in self._loaded:
+                self._identities[key] = identity
             served = self._loaded.setdefault(key, served)
         self._log.info("model loaded", extra={"model": name, "version": version})
         return served
@@ -109,42 +118,51 @@ class Registry:
             self.promote(name, version)
         return version
 
-    def promote(self, name: str, version: str) -> str | None:
-        """Make `version` the production version; returns the previous one. Blocking: call it
-        from a worker thread."""
+    def promote(self, name: str, version: str, expect: str | None = None) -> str | None:
+        """Make `version` the production version; returns the previous one. With `expect`, only
+        while the store's production version is still `expect` (Conflict otherwise). Blocking:
+        call it from a worker thread."""
         served = self.load(name, version)
         with self._lock:
-            previous = self._production.get(name)
-            self.store.set_production(name, version)
+            previous = self.store.set_production(name, version, expect)
             self._production[name] = served
             self.failed.pop(name, None)
         self._log.info(
             "model promoted",
-            extra={"model": name, "version": version, "previous": previous and previous.version},
+            extra={"model": name, "version": version, "previous": previous},
         )
-        return previous.version if previous else None
+        return previous
 
     def sync_production(self) -> None:
-        """Adopt production versions another process set in the store (a separate job worker
-        publishing with promote). A version that fails to load is logged once and skipped; the
-        version in memory keeps serving."""
+        """Follow changes other processes made in the store: forget loaded versions deleted or
+        replaced there, and adopt the production versions set there (a separate job worker
+        publishing with promote, another API process promoting). A version that fails to load
+        is logged once and skipped; the version in memory keeps serving."""
+        self._forget_changed()
         for name in self.store.models():
             version = self.store.production(name)
             current = self._production.get(name)
-            if version is None or (current is not None and current.version == version):
+            if version is None or (
+                current is not None
+                and current.version == version
+                and self._loaded.get((name, version)) is current
+            ):
                 continue
-            if (name, version) in self._unloadable:
+            key = (name, version)
+            if key in self._unloadable and self._unloadable[key] == self.store.identity(*key):
                 continue
             try:
                 served = self.load(name, version)
             except (InvalidBundle, NotFound) as exc:
-                self._unloadable.add((name, version))
+                self._unloadable[key] = self.store.identity(*key)
                 self._log.error(
                     "production version set in the store does not load",
                     extra={"model": name, "version": version, "error": exc.message},
                 )
                 continue
             with self._lock:
+                if self.store.production(name) != version:
+                    continue  # changed again meanwhile (a promote here, or elsewhere): next time
                 self._production[name] = served
                 self.failed.pop(name, None)
             self._log.info(
@@ -152,11 +170,26 @@ class Registry:
                 extra={"model": name, "version": version},
             )
 
+    def _forget_changed(self) -> None:
+        """Drop loaded versions whose directory is gone or holds another bundle now; requests
+        for them then find the store's state (404, or the new bundle loaded afresh)."""
+        for key in list(self._loaded):
+            if self.store.identity(*key) == self._identities.get(key):
+                continue
+            with self._lock:
+                self._loaded.pop(key, None)
+                self._identities.pop(key, None)
+            self._log.info(
+                "model version deleted or replaced in the store: unloaded",
+                extra={"model": key[0], "version": key[1]},
+            )
+
     def delete(self, name: str, version: str) -> None:
         """Delete a non-production version from the store and from memory."""
         with self._lock:
             self.store.delete(name, version)
             self._loaded.pop((name, version), None)
+            self._identities.pop((name, version), None)
         self._log.info("model version deleted", extra={"model": name, "version": version})
 
     # --- state ----------------------------------------------------------------------------------

@@ -101,3 +101,39 @@ def test_publish_command(tmp_path: Path, bundles: list[Bundle]) -> None:
     )  # fmt: skip
     assert refused.returncode == 2 and "name" in refused.stderr
     assert ModelStore(tmp_path / "store").production(MODEL) == "1"
+
+
+def test_promotions_are_serialised_and_expect_is_checked(
+    tmp_path: Path, bundles: list[Bundle]
+) -> None:
+    """Eight promoters expecting version 1 at once: exactly one wins, the others get a Conflict
+    naming the winner; without expect, each promotion reports the one before it as previous."""
+    store = ModelStore(tmp_path / "store")
+    store.publish(MODEL, bundles[0].path, promote=True)
+    for _ in range(8):
+        store.publish(MODEL, bundles[1].path)
+    targets = [str(v) for v in range(2, 10)]
+
+    def promote(version: str) -> str | Conflict:
+        try:
+            store.set_production(MODEL, version, expect="1")
+        except Conflict as exc:
+            return exc
+        return version
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(promote, targets))
+    winners = [r for r in results if isinstance(r, str)]
+    assert len(winners) == 1 and store.production(MODEL) == winners[0]
+    for refused in results:
+        if isinstance(refused, Conflict):
+            assert f"version '{winners[0]}' in production, not the expected '1'" in refused.message
+    with pytest.raises(Conflict, match="not the expected '1'"):
+        store.set_production(MODEL, "1", expect="1")
+
+    with ThreadPoolExecutor(8) as pool:
+        previous = list(pool.map(lambda v: store.set_production(MODEL, v), targets))
+    # serialised, they form one chain: the first saw the winner above, each other one the
+    # promotion before it, and the last is production
+    final = store.production(MODEL)
+    assert sorted(previous) == sorted([winners[0], *(v for v in targets if v != final)])
