@@ -1,5 +1,6 @@
 """Every error as JSON `{"error": message}`: the service's own errors with their status, request
-validation failures naming the field, and HTTP exceptions (401, 403, 404 of unknown paths, 413)."""
+validation failures naming the field (a body that is not JSON included), and HTTP exceptions
+(401, 403, 404 of unknown paths, 405 with every allowed method, 413)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from service.core.http_errors import InvalidInput, ServiceError
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -38,7 +42,40 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    unparsable = _unparsable_json(exc)
+    if unparsable is not None:
+        return JSONResponse({"error": unparsable}, status_code=_input_status(request))
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+def _unparsable_json(exc: HTTPException) -> str | None:
+    """FastAPI answers a JSON body that its parser rejects other than with a JSONDecodeError (not
+    UTF-8, nested too deeply) with a bare 400 whose cause is that error: name the body."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or not isinstance(cause, ValueError | RecursionError):
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        why = "not UTF-8"
+    elif isinstance(cause, RecursionError):
+        why = "nested too deeply"
+    else:
+        why = str(cause) or "unparsable"
+    return f"body: invalid JSON ({why})"
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on the request's path (Starlette's 405 names only the
+    first matching route's), asked of each route through its public `matches`, so routers
+    included in routers count too."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -64,19 +64,26 @@ class InferInput(OipRequest):
     name: str
     shape: list[int]
     datatype: str
-    parameters: dict[str, Scalar] | None = None
-    data: list[Any] = Field(description="row-major, flat or nested")
+    parameters: dict[str, Scalar] | None = Field(
+        default=None, description="'binary_data_size' with the binary tensor data extension"
+    )
+    data: list[Any] | None = Field(
+        default=None, description="row-major, flat or nested; absent when the tensor is binary"
+    )
 
 
 class RequestedOutput(OipRequest):
     name: str
-    parameters: dict[str, Scalar] | None = None
+    parameters: dict[str, Scalar] | None = Field(
+        default=None, description="'binary_data': true returns the tensor raw after the JSON"
+    )
 
 
 class InferRequest(OipRequest):
     id: str | None = None
     parameters: dict[str, Scalar] | None = Field(
-        default=None, description="'seed' for sampled_actions"
+        default=None,
+        description="'seed' for sampled_actions; 'binary_data_output' for binary outputs",
     )
     inputs: list[InferInput] = Field(min_length=1)
     outputs: list[RequestedOutput] | None = Field(default=None, description="default: actions")
@@ -86,7 +93,10 @@ class InferOutput(Response):
     name: str
     shape: list[int]
     datatype: str
-    data: list[float]
+    parameters: dict[str, Scalar] | None = Field(
+        default=None, description="'binary_data_size' of a binary output"
+    )
+    data: list[float] | None = Field(default=None, description="absent for a binary output")
 
 
 class InferResponse(Response):
