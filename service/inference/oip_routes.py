@@ -6,6 +6,11 @@ Each model is one OIP model. Inputs: `observations` [-1, *obs] and, for the crit
 `sampled_actions` (request parameter `seed` makes them reproducible), `q_values` [-1, K] per
 critic, `values` [-1] and `stds` [-1] (mean and std over the critic ensemble). Errors are
 `{"error": message}`, with 400 for a bad request.
+
+Bodies are JSON with or without a Content-Type (stock clients send none), or use the binary
+tensor data extension (`binary_tensors`), which Triton's client does by default. Inputs may be
+any numeric datatype (FP16/32/64, INT8..64, UINT8..64); values are converted to float32.
+Outputs are FP32, as JSON `data` or, when asked for, raw after the JSON header.
 """
 
 import math

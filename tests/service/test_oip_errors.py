@@ -128,6 +128,8 @@ def test_binary_extension_misuse(server: Server) -> None:
             )
             assert response.status_code == 400, (header, response.text)
             assert "Inference-Header-Content-Length" in response.json()["error"]
+        compressed = client.post(INFER, content=b"\x1f\x8b", headers={"Content-Encoding": "gzip"})
+    assert compressed.status_code == 400 and "Content-Encoding" in compressed.json()["error"]
 
 
 def test_binary_inputs_and_outputs_over_raw_http(server: Server) -> None:
