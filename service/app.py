@@ -72,6 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ort_threads=settings.ort_threads,
             default_model=settings.default_model,
         )
+        swept = await anyio.to_thread.run_sync(
+            registry.store.sweep_staging, settings.staging_max_age_s
+        )
+        if swept:
+            logger.info("removed stale staging entries", extra={"entries": swept})
         registry.load_production()
         logger.info(
             "serving",
@@ -104,7 +109,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, limit_for=_body_limit(settings))
+    app.add_middleware(
+        BodyLimit, limit_for=_body_limit(settings), idle_timeout_s=settings.body_idle_timeout_s
+    )
     app.add_middleware(RequestContext, metrics=app_metrics, logger=logger)
     add_error_handlers(app)
     app.include_router(health_routes.router)

@@ -1,5 +1,8 @@
 """Per-request context as pure ASGI middleware: a request id (the client's X-Request-ID when it
-is sane, else a new one) echoed in the response, one JSON log line, and the request metrics."""
+is sane, else a new one) echoed in the response, one JSON log line, and the request metrics.
+
+A client that goes away before its response starts (mid-upload, say) is logged and counted with
+status 499 (nginx's "client closed request"), not as a server error with a traceback."""
 
 from __future__ import annotations
 
@@ -8,11 +11,13 @@ import re
 import time
 import uuid
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.prometheus import Metrics
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+CLIENT_CLOSED = 499
 
 
 class RequestContext:
@@ -28,17 +33,31 @@ class RequestContext:
         start = time.perf_counter()
         request_id = _request_id(scope)
         status = 500
+        started = False
+        disconnected = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started = True
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
             await send(message)
 
+        async def watched_receive() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect" and not started:
+                disconnected = True
+            return message
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, watched_receive, send_with_id)
+        except ClientDisconnect:
+            disconnected = True  # nobody to answer; the status below says what happened
         finally:
+            if disconnected:  # before the response started (an answer sent after reached nobody)
+                status = CLIENT_CLOSED
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
@@ -46,7 +65,7 @@ class RequestContext:
             self._metrics.latency.labels(template).observe(elapsed)
             state = scope.get("state", {})
             self._log.info(
-                "request",
+                "client disconnected" if status == CLIENT_CLOSED else "request",
                 extra={
                     "request_id": request_id.decode(),
                     "method": scope["method"],

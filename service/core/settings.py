@@ -71,6 +71,17 @@ class Settings(BaseSettings):
         gt=0.0,
         description="how often production pointers changed by another process load",
     )
+    body_idle_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        description="a request whose body sends nothing for this long is answered 408",
+    )
+    staging_max_age_s: float = Field(
+        default=3600.0,
+        ge=60.0,
+        description="at start-up, staging entries (<store>/tmp) nothing was written to for this "
+        "long are removed: leftovers of uploads whose process was killed",
+    )
     demo: bool = Field(default=True, description="`python -m service` trains a demo model if none")
 
     @field_validator("api_keys", "eval_env_modules", mode="before")

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -188,6 +189,28 @@ class ModelStore:
             fsync_path(path.parent)
         shutil.rmtree(graveyard, ignore_errors=True)
 
+    def sweep_staging(self, max_age_s: float) -> list[str]:
+        """Remove what uploads, publishes and deletions left in the staging area when their
+        process died (kill -9): every entry in which nothing was written for `max_age_s` (an
+        entry's age is that of its newest file, so an upload another process is still receiving
+        is kept). Returns the names removed."""
+        if not self.tmp_dir.is_dir():
+            return []
+        removed = []
+        now = time.time()
+        for entry in self.tmp_dir.iterdir():
+            try:
+                if now - _newest_mtime(entry) < max_age_s:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            except FileNotFoundError:
+                continue  # its owner finished meanwhile
+            removed.append(entry.name)
+        return removed
+
     # --- internals ------------------------------------------------------------------------------
 
     def _model_dir(self, name: str) -> Path:
@@ -222,3 +245,16 @@ class ModelStore:
                 continue
             fsync_path(directory)
             return str(candidate)
+
+
+def _newest_mtime(path: Path) -> float:
+    """The newest modification time of `path` and, for a directory, of everything under it."""
+    newest = path.lstat().st_mtime
+    if path.is_dir() and not path.is_symlink():
+        for parent, dirs, files in os.walk(path):
+            for child in (*dirs, *files):
+                try:
+                    newest = max(newest, os.lstat(os.path.join(parent, child)).st_mtime)
+                except FileNotFoundError:
+                    continue
+    return newest
