@@ -3,6 +3,9 @@
 Layout: datasets `observations` [N, *obs], `actions` [N, A], `rewards` [N], `terminals` [N],
 optional `timeouts` [N] (default all False) and `next_observations` [N, *obs]; optional file attrs
 `action_low` / `action_high` ([A] floats, both or neither) give the action bounds.
+
+`read_hdf5` first checks the file with `inspect_hdf5` (metadata only: no external links or
+storage, plain numeric datasets, declared sizes within `Hdf5Limits`) and reads arrays only after.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import h5py
 import numpy as np
 
 from bear_core.dataset.episodes import MDPDataset, validate_action_bounds
+from bear_core.dataset.hdf5_inspect import Hdf5Limits, inspect_hdf5
 from bear_core.errors import DatasetError
 from bear_core.io_utils import atomic_write_with
 
@@ -23,13 +27,11 @@ _OPTIONAL = ("timeouts", "next_observations")
 _BOUND_ATTRS = ("action_low", "action_high")
 
 
-def read_hdf5(path: str | os.PathLike[str]) -> MDPDataset:
-    """Load a D4RL-format HDF5 file; DatasetError names the path and the offending key."""
+def read_hdf5(path: str | os.PathLike[str], limits: Hdf5Limits | None = None) -> MDPDataset:
+    """Load a D4RL-format HDF5 file; DatasetError names the path and the offending key. The file
+    is checked against `limits` (default: `Hdf5Limits()`) before any array is read."""
     file_path = Path(path)
-    if not file_path.is_file():
-        raise DatasetError(f"{file_path}: no such HDF5 file")
-    if not h5py.is_hdf5(file_path):
-        raise DatasetError(f"{file_path}: not an HDF5 file")
+    inspect_hdf5(file_path, limits)
     try:
         with h5py.File(file_path, "r") as f:
             arrays = {key: _read_dataset(f, key) for key in _REQUIRED}
