@@ -83,6 +83,35 @@ class Settings(BaseSettings):
         "long are removed: leftovers of uploads whose process was killed",
     )
     demo: bool = Field(default=True, description="`python -m service` trains a demo model if none")
+    dataset_max_rows: int = Field(
+        default=10_000_000, ge=1, le=100_000_000, description="most rows a dataset may declare"
+    )
+    dataset_max_row_width: int = Field(
+        default=1 << 20, ge=1, le=16 * MIB, description="most elements in one row of one array"
+    )
+    dataset_max_declared_bytes: int = Field(
+        default=8 * 1024 * MIB,
+        ge=1024,
+        le=64 * 1024 * MIB,
+        description="most bytes a dataset's arrays may declare in all (uncompressed)",
+    )
+    dataset_max_expansion: float = Field(
+        default=64.0,
+        ge=1.0,
+        le=1000.0,
+        description="most declared bytes per byte of the uploaded file (compression ratio)",
+    )
+    dataset_max_chunk_bytes: int = Field(
+        default=16 * MIB, ge=1024, le=256 * MIB, description="largest HDF5 chunk, uncompressed"
+    )
+    dataset_check_memory_bytes: int = Field(
+        default=1024 * MIB,
+        ge=256 * MIB,
+        description="address-space limit of the child process that reads an upload's values",
+    )
+    dataset_check_timeout_s: float = Field(
+        default=300.0, gt=0.0, description="time the child process may take to read an upload"
+    )
 
     @field_validator("api_keys", "eval_env_modules", mode="before")
     @classmethod

@@ -13,7 +13,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from service.core.api_schemas import error_responses
+from service.core.deps import SettingsDep
 from service.core.security import require_admin_key
+from service.datasets.dataset_check import DatasetLimits
 from service.datasets.dataset_deps import DatasetsDep, DatasetUsersDep
 from service.datasets.dataset_schemas import DatasetList, DatasetResponse
 from service.datasets.dataset_store import ID_PATTERN, DatasetInfo
@@ -51,11 +53,14 @@ def _response(info: DatasetInfo) -> DatasetResponse:
         }
     },
 )
-async def upload(request: Request, response: Response, datasets: DatasetsDep) -> DatasetResponse:
+async def upload(
+    request: Request, response: Response, datasets: DatasetsDep, settings: SettingsDep
+) -> DatasetResponse:
+    limits = DatasetLimits.from_settings(settings)
     staging = await anyio.to_thread.run_sync(datasets.staging)
     try:
         received = await receive_file(request, FILE_FIELD, staging / "upload.h5")
-        info, created = await anyio.to_thread.run_sync(datasets.add, received)
+        info, created = await anyio.to_thread.run_sync(datasets.add, received, limits)
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(

@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bear_core.dataset import read_hdf5
 from bear_core.errors import DatasetError
 from service.core.fsync import fsync_path
 from service.core.http_errors import InvalidInput, NotFound, check_pattern
+from service.datasets.dataset_check import DatasetLimits, check_upload
 
 ID_PATTERN = r"^[0-9a-f]{16}$"
 DATA_FILE = "data.h5"
@@ -104,11 +104,18 @@ class DatasetStore:
 
     # --- writing --------------------------------------------------------------------------------
 
-    def add(self, upload: Upload) -> tuple[DatasetInfo, bool]:
+    def add(self, upload: Upload, limits: DatasetLimits | None = None) -> tuple[DatasetInfo, bool]:
         """Validate the uploaded file and move it in; returns the dataset and whether it is new.
-        A file bear_core cannot read is refused with a message naming the problem."""
+        A file bear_core cannot read, one over `limits`, or one without a usable transition is
+        refused with a message naming the problem (see `dataset_check` for how the file is read
+        without loading it into this process)."""
         try:
-            dataset = read_hdf5(upload.path)
+            dataset = check_upload(upload.path, limits or DatasetLimits.from_settings())
+            if dataset.n_transitions == 0:
+                raise DatasetError(
+                    f"no usable transitions in {dataset.n_rows} rows (every episode ends by "
+                    "timeout after one step and there are no next_observations)"
+                )
         except DatasetError as exc:
             problem = str(exc).replace(str(upload.path), "").lstrip(": ")
             raise InvalidInput(f"file {upload.filename!r}: {problem}") from None
@@ -118,7 +125,7 @@ class DatasetStore:
             filename=upload.filename,
             size_bytes=upload.size,
             n_transitions=dataset.n_transitions,
-            n_episodes=len(dataset.episodes),
+            n_episodes=dataset.n_episodes,
             observation_shape=list(dataset.observation_shape),
             action_size=int(dataset.action_size),
             created=datetime.now(UTC).isoformat(timespec="milliseconds"),
