@@ -29,6 +29,7 @@ from service.core.json_logs import get_logger
 from service.core.middleware import RequestContext
 from service.core.prometheus import Metrics
 from service.core.settings import Settings
+from service.dashboard import dashboard_routes
 from service.datasets import dataset_routes
 from service.datasets.dataset_store import DatasetStore
 from service.inference import inference_routes, oip_routes
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oip_routes.router)
     app.include_router(dataset_routes.router)
     app.include_router(job_routes.router)
+    app.include_router(dashboard_routes.router)
     return app
 
 
