@@ -192,12 +192,12 @@ def test_dashboard_in_a_browser(dashboard_server: Server, browser: Any, pendulum
         job_card.scroll_into_view_if_needed()
         shot("05-job-succeeded-curves.png")
 
-        # 5. Try it: a value estimate with its std over the critics.
+        # 5. Try it: an action, then a value estimate with its std over the critics.
         page.select_option("#try-version", f"{MODEL}/1")
-        page.get_by_role("button", name="Estimate value").click()
-        page.locator("#try-result li", has_text="±").wait_for()
         page.get_by_role("button", name="Predict action").click()
         page.locator("#try-result li", has_text="action").wait_for()
+        page.get_by_role("button", name="Estimate value").click()
+        page.locator("#try-result li", has_text="±").wait_for()
         page.locator("#try").scroll_into_view_if_needed()
         shot("06-try-it.png", full_page=False)
 
