@@ -238,6 +238,24 @@ class BEARConfig:
         return dataclasses.replace(self, **changes)
 
 
+_SCALERS = ("scaler", "action_scaler")
+
+
+def changed_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The BEAR parameters of a params.json-style mapping whose value differs from BEARConfig's
+    default. A fitted scaler (`{"type", "params"}`) counts as its type; entries that are not
+    BEAR parameters (shapes and the like) are left out."""
+    changed = {}
+    for name, default in BEARConfig().to_dict().items():
+        if name not in params:
+            continue
+        value = params[name]
+        as_set = value.get("type") if name in _SCALERS and isinstance(value, Mapping) else value
+        if as_set != default:
+            changed[name] = value
+    return changed
+
+
 def _check_real(
     name: str, value: Any, low: float | None = None, high: float | None = None, strict: bool = False
 ) -> None:

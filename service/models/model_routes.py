@@ -13,6 +13,7 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from bear_core.config import changed_params
 from service.core.api_schemas import VERSION_PATTERN, NameParam, VersionParam, error_responses
 from service.core.deps import SettingsDep
 from service.core.http_errors import InvalidBundle, ServiceError
@@ -63,6 +64,7 @@ def _version_detail(registry: Registry, name: str, version: str) -> VersionDetai
             q_func_type=m.q_func_type,
             created=m.created,
             provenance=m.provenance,
+            params_changed=changed_params(m.params),
         )
     except InvalidBundle:
         manifest = None

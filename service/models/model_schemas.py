@@ -19,6 +19,9 @@ class ManifestSummary(Response):
     q_func_type: str
     created: str
     provenance: dict[str, Any]
+    params_changed: dict[str, Any] = Field(
+        default_factory=dict, description="the BEAR parameters that differ from their defaults"
+    )
 
 
 class VersionDetail(Response):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import ACTION_SIZE, OBS_SIZE
+from tests.conftest import ACTION_SIZE, OBS_SIZE, TINY
 from tests.service.serving import MODEL, Bundle, Server
 
 pytestmark = pytest.mark.e2e
@@ -138,6 +138,8 @@ def test_models_listing(server: Server) -> None:
     manifest = version["manifest"]
     assert manifest["observation_shape"] == [OBS_SIZE] and manifest["action_size"] == ACTION_SIZE
     assert manifest["n_critics"] == 2 and not version["production"]
+    # the bundles were trained with TINY and seed 1 (version 2): only those differ from defaults
+    assert manifest["params_changed"] == {**TINY, "seed": 1}
 
 
 def test_request_id_is_echoed_and_logged(server: Server) -> None:

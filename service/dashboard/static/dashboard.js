@@ -261,7 +261,7 @@
       .sort((a, b) => Number(b.version) - Number(a.version))
       .map((v) => {
         const m = v.manifest;
-        const params = jobParams(model.name, v.version);
+        const params = m && m.params_changed ? m.params_changed : jobParams(model.name, v.version);
         const final = m ? finalMetrics(m.provenance || {}) : null;
         return el(
           "tr",
@@ -278,7 +278,7 @@
           ),
           el(
             "td",
-            { "data-label": "Job params" },
+            { "data-label": "Params (non-default)" },
             params ? el("code", { text: JSON.stringify(params) }) : el("span", { className: "muted", text: "not recorded" }),
           ),
           el(
@@ -320,7 +320,7 @@
           el(
             "thead",
             {},
-            el("tr", {}, ["Version", "Created", "Shapes", "Critics", "Training data", "Job params", "Actions"].map((h) => el("th", { scope: "col", text: h }))),
+            el("tr", {}, ["Version", "Created", "Shapes", "Critics", "Training data", "Params (non-default)", "Actions"].map((h) => el("th", { scope: "col", text: h }))),
           ),
           el("tbody", {}, rows),
         ),
