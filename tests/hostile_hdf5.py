@@ -1,4 +1,4 @@
-"""HDF5 files built to hurt a reader (issue 14, findings 1 and 2), shared by the bear_core and
+"""HDF5 files built to hurt a reader, shared by the bear_core and
 the service tests. Each writer takes the target path and `server_file`, an HDF5 file that the
 hostile one points at (external links and storage)."""
 

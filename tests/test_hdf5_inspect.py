@@ -1,4 +1,4 @@
-"""Metadata-only checks of hostile HDF5 files (issue 14, findings 1 and 2) and the streamed
+"""Metadata-only checks of hostile HDF5 files and the streamed
 summary: refused before any array is read, by `inspect_hdf5` and by `read_hdf5` alike."""
 
 from __future__ import annotations

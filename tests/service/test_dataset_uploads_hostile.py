@@ -1,4 +1,4 @@
-"""Hostile HDF5 uploads (issue 14, findings 1, 2 and 9): refused with a 422 naming the key,
+"""Hostile HDF5 uploads: refused with a 422 naming the key,
 quickly, without the serving process's memory growing; and what passes the metadata checks is
 read in a memory-limited child, not in the server."""
 
