@@ -243,8 +243,8 @@ _SCALERS = ("scaler", "action_scaler")
 
 def changed_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """The BEAR parameters of a params.json-style mapping whose value differs from BEARConfig's
-    default. A fitted scaler (`{"type", "params"}`) counts as its type; entries that are not
-    BEAR parameters (shapes and the like) are left out."""
+    default. A fitted scaler (`{"type", "params"}`) counts, and is given, as its type; entries
+    that are not BEAR parameters (shapes and the like) are left out."""
     changed = {}
     for name, default in BEARConfig().to_dict().items():
         if name not in params:
@@ -252,7 +252,7 @@ def changed_params(params: Mapping[str, Any]) -> dict[str, Any]:
         value = params[name]
         as_set = value.get("type") if name in _SCALERS and isinstance(value, Mapping) else value
         if as_set != default:
-            changed[name] = value
+            changed[name] = as_set
     return changed
 
 

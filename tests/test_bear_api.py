@@ -15,7 +15,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from bear_core import BEAR, BEARConfig
+from bear_core import BEAR
+from bear_core.config import BEARConfig, changed_params
 from bear_core.dataset import MDPDataset
 from bear_core.errors import NotBuiltError
 from tests.conftest import ACTION_SIZE, OBS_SIZE, TINY
@@ -407,3 +408,15 @@ def test_fit_refuses_data_of_another_shape(trained: BEAR, tmp_path: Path) -> Non
     )
     with pytest.raises(ValueError, match="observation_shape"):
         trained.fit(wider, logdir=tmp_path, verbose=False, show_progress=False, tensorboard=False)
+
+
+def test_changed_params_names_only_non_defaults_and_scalers_by_type() -> None:
+    fitted = {"type": "standard", "params": {"mean": [0.0], "std": [1.0], "eps": 1e-3}}
+    params = {
+        "scaler": fitted,
+        "action_scaler": {"type": "min_max", "params": {"minimum": [-1.0], "maximum": [1.0]}},
+        "batch_size": 100,
+        "gamma": 0.9,
+        "action_size": 2,
+    }
+    assert changed_params(params) == {"scaler": "standard", "gamma": 0.9}
