@@ -12,6 +12,7 @@ from bear_core.dataset.hdf5_inspect import (
     summarize_hdf5,
 )
 from bear_core.dataset.pendulum import generate_pendulum_dataset
+from bear_core.dataset.reacher import generate_reacher_dataset
 
 __all__ = [
     "Episode",
@@ -23,6 +24,7 @@ __all__ = [
     "TransitionBatch",
     "TransitionBuffer",
     "generate_pendulum_dataset",
+    "generate_reacher_dataset",
     "inspect_hdf5",
     "read_hdf5",
     "summarize_hdf5",
