@@ -69,7 +69,7 @@ class ValueProbe:
     def bound(self, temperature: float) -> float:
         """Q_max for the current temperature T."""
         entropy_share = self.gamma * temperature * self.actions.shape[1] * math.log(2.0)
-        return (self.reward_max + entropy_share) / (1.0 - self.gamma)
+        return float((self.reward_max + entropy_share) / (1.0 - self.gamma))
 
     def measure(self, algo: Any, temperature: float) -> dict[str, float]:
         """value_mean (mean Q on the probe), value_bound (Q_max), value_excess (their gap,
