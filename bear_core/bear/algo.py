@@ -35,6 +35,11 @@ from bear_core.dataset.batch import TransitionBatch
 from bear_core.device import resolve_device
 from bear_core.errors import NotBuiltError
 from bear_core.io_utils import atomic_write_with
+from bear_core.training.selection import (
+    DEFAULT_FQE_STEPS,
+    DEFAULT_KEEP_CHECKPOINTS,
+    DEFAULT_SELECT_CANDIDATES,
+)
 
 # Parameters that shape the networks: fixed once they are built.
 STRUCTURAL = frozenset(
@@ -262,15 +267,24 @@ class BEAR:
         run_dir: str | Path | None = None,
         should_stop: Callable[[], bool] | None = None,
         action_bounds: tuple[Any, Any] | None = None,
+        holdout: float = 0.0,
+        select: str = "last",
+        keep_checkpoints: int | None = DEFAULT_KEEP_CHECKPOINTS,
+        select_candidates: int = DEFAULT_SELECT_CANDIDATES,
+        fqe_steps: int = DEFAULT_FQE_STEPS,
     ) -> list[tuple[int, dict[str, float]]]:
         """Train for n_epochs; returns [(epoch, metrics)]. The positional arguments are the
         reference's `fit`; the keyword-only ones are extensions. See
-        `bear_core.training.loop.fitter` for all of them."""
+        `bear_core.training.loop.fitter` for all of them. With `holdout` > 0 the returned
+        model is the selected checkpoint (`select`), its held-out estimate in
+        `provenance["evaluation"]`."""
         return list(
             self.fitter(
                 episodes, experiment_name, with_timestamp, logdir, verbose, show_progress,
                 tensorboard, eval_episodes, save_interval, scorers,
                 run_dir=run_dir, should_stop=should_stop, action_bounds=action_bounds,
+                holdout=holdout, select=select, keep_checkpoints=keep_checkpoints,
+                select_candidates=select_candidates, fqe_steps=fqe_steps,
             )
         )  # fmt: skip
 
@@ -290,6 +304,11 @@ class BEAR:
         run_dir: str | Path | None = None,
         should_stop: Callable[[], bool] | None = None,
         action_bounds: tuple[Any, Any] | None = None,
+        holdout: float = 0.0,
+        select: str = "last",
+        keep_checkpoints: int | None = DEFAULT_KEEP_CHECKPOINTS,
+        select_candidates: int = DEFAULT_SELECT_CANDIDATES,
+        fqe_steps: int = DEFAULT_FQE_STEPS,
     ) -> Iterator[tuple[int, dict[str, float]]]:
         """`fit` as a generator of (epoch, metrics), one item per finished epoch."""
         from bear_core.training.loop import fitter
@@ -298,6 +317,8 @@ class BEAR:
             self, episodes, experiment_name, with_timestamp, logdir, verbose, show_progress,
             tensorboard, eval_episodes, save_interval, scorers,
             run_dir=run_dir, should_stop=should_stop, action_bounds=action_bounds,
+            holdout=holdout, select=select, keep_checkpoints=keep_checkpoints,
+            select_candidates=select_candidates, fqe_steps=fqe_steps,
         )  # fmt: skip
 
     def update(self, epoch: int, total_step: int, batch: TransitionBatch) -> dict[str, float]:
@@ -458,12 +479,15 @@ class BEAR:
 
     def export_bundle(self, path: str | Path) -> Path:
         """Write a policy bundle directory (policy, sampler and critic ensemble as ONNX plus
-        manifest.json) for the torch-free runtime `bear_core.bundle.load_bundle`. Atomic."""
+        manifest.json) for the torch-free runtime `bear_core.bundle.load_bundle`. Atomic.
+        A held-out estimate of this policy (from fit with a holdout) becomes the manifest's
+        `evaluation`."""
         from bear_core.export.bundle_export import export_bundle
 
         provenance = {**self.provenance, "epochs": self.epoch, "total_steps": self.total_step}
+        evaluation = provenance.pop("evaluation", None)  # the manifest's own field
         params = json.loads(json.dumps(self.params_json()))
-        return export_bundle(self._require_impl(), path, params, provenance)
+        return export_bundle(self._require_impl(), path, params, provenance, evaluation)
 
     # --- input checks -----------------------------------------------------------------------------
 

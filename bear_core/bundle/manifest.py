@@ -24,6 +24,7 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 GRAPH_FILES = {"policy": "policy.onnx", "sampler": "sampler.onnx", "critics": "critics.onnx"}
 Q_FUNC_TYPES = ("mean", "qr", "iqn", "fqf")
+EVALUATION_KEYS = ("method", "estimate", "ci", "n_episodes", "dataset_sha256")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Manifest:
     provenance: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    # the exported policy's value estimated on episodes held out of training (EVALUATION_KEYS);
+    # None (and absent from the JSON) when there is none
+    evaluation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object, sealed with manifest_sha256 over everything else in it."""
@@ -63,6 +67,8 @@ class Manifest:
             "versions": self.versions,
             "created": self.created,
         }
+        if self.evaluation is not None:
+            body["evaluation"] = self.evaluation
         return {**body, "manifest_sha256": manifest_digest(body)}
 
     @classmethod
@@ -119,6 +125,7 @@ class Manifest:
             provenance=dict(raw.get("provenance", {})),
             versions=dict(raw.get("versions", {})),
             created=str(raw.get("created", "")),
+            evaluation=_evaluation(raw.get("evaluation")),
         )
 
 
@@ -190,6 +197,34 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
     return manifest
 
 
+def _evaluation(value: Any) -> dict[str, Any] | None:
+    """The optional 'evaluation' object: {method, estimate, ci [low, high], n_episodes,
+    dataset_sha256}; null or absent in bundles without a held-out estimate."""
+    if value is None:
+        return None
+    problem = f"{MANIFEST_FILE}: 'evaluation' must be null or an object of {list(EVALUATION_KEYS)}"
+    if not isinstance(value, dict) or set(value) != set(EVALUATION_KEYS):
+        raise BundleError(problem)
+    ci = value["ci"]
+    numbers = [value["estimate"], *(ci if isinstance(ci, list) else [])]
+    if (
+        not isinstance(value["method"], str)
+        or not isinstance(ci, list)
+        or len(ci) != 2
+        or not all(_finite(v) for v in numbers)
+        or not isinstance(value["n_episodes"], int)
+        or isinstance(value["n_episodes"], bool)
+        or value["n_episodes"] < 1
+        or not isinstance(value["dataset_sha256"], str)
+    ):
+        raise BundleError(problem)
+    return dict(value)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _int_list(raw: dict[str, Any], key: str) -> list[int]:
     value = raw.get(key)
     if (
@@ -210,8 +245,6 @@ def _positive_int(raw: dict[str, Any], key: str) -> int:
 
 def _float_list(raw: dict[str, Any], key: str) -> list[float]:
     value = raw.get(key)
-    if not isinstance(value, list) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
-    ):
+    if not isinstance(value, list) or not all(_finite(v) for v in value):
         raise BundleError(f"{MANIFEST_FILE}: '{key}' must be a list of finite numbers")
     return [float(v) for v in value]

@@ -115,10 +115,15 @@ def save_greedy_policy(m: BEARModules, fname: str | Path, as_onnx: bool = False)
 
 
 def export_bundle(
-    m: BEARModules, path: str | Path, params: dict[str, Any], provenance: dict[str, Any]
+    m: BEARModules,
+    path: str | Path,
+    params: dict[str, Any],
+    provenance: dict[str, Any],
+    evaluation: dict[str, Any] | None = None,
 ) -> Path:
     """Write a bundle directory atomically: build it in a temporary sibling directory, load it
-    back with the torch-free runtime, check it against torch, then rename it into place."""
+    back with the torch-free runtime, check it against torch, then rename it into place.
+    `evaluation` (the policy's held-out value estimate) goes into the manifest as is."""
     from bear_core.bundle.runtime import load_bundle
 
     target = Path(path)
@@ -152,6 +157,7 @@ def export_bundle(
             provenance=provenance,
             versions=library_versions(),
             created=datetime.now(UTC).isoformat(timespec="seconds"),
+            evaluation=evaluation,
         )
         atomic_write_json(tmp / MANIFEST_FILE, manifest.to_dict())
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a bundle is shared

@@ -1,9 +1,12 @@
 """The training loop: `fitter` yields (epoch, metrics) after every epoch; `BEAR.fit` lists it.
 
 Data lives on the training device, scaled once; mini-batches are drawn there with the model's own
-generator. After each epoch: scorers, logs, `checkpoint.pt` (the resume point) and every
-`save_interval` epochs `model_<epoch>.pt`, all written atomically. `should_stop` is polled every
-step: when it answers True the loop saves a checkpoint and returns.
+generator. After each epoch: scorers, logs, every `save_interval` epochs `model_<epoch>.pt` (then
+all but the newest `keep_checkpoints` of them are deleted), the held-out scoring of a candidate
+epoch (`bear_core.training.selection`), and `checkpoint.pt` (the resume point), all written
+atomically. `should_stop` is polled every step: when it answers True the loop saves a checkpoint
+and returns. A run that scores held-out episodes ends with its selected checkpoint
+(`model_best.pt`) loaded.
 """
 
 from __future__ import annotations
@@ -22,6 +25,18 @@ from bear_core.bear.update import metrics_to_floats
 from bear_core.dataset import Episode, MDPDataset, TransitionBuffer
 from bear_core.training.rollouts import ModelRollouts
 from bear_core.training.run_logger import RunLogger, progress_bar, run_directory
+from bear_core.training.selection import (
+    BEST,
+    DEFAULT_FQE_STEPS,
+    DEFAULT_KEEP_CHECKPOINTS,
+    DEFAULT_SELECT_CANDIDATES,
+    SELECTION,
+    Estimator,
+    Selection,
+    SelectOptions,
+    holdout_split,
+    prune_checkpoints,
+)
 
 if TYPE_CHECKING:
     from bear_core.bear.algo import BEAR
@@ -47,16 +62,32 @@ def fitter(
     run_dir: str | Path | None = None,
     should_stop: Callable[[], bool] | None = None,
     action_bounds: tuple[Any, Any] | None = None,
+    holdout: float = 0.0,
+    select: str = "last",
+    keep_checkpoints: int | None = DEFAULT_KEEP_CHECKPOINTS,
+    select_candidates: int = DEFAULT_SELECT_CANDIDATES,
+    fqe_steps: int = DEFAULT_FQE_STEPS,
+    estimator: Estimator | None = None,
 ) -> Iterator[tuple[int, dict[str, float]]]:
     """Train `algo` for its n_epochs. Extensions: `run_dir` names the output directory exactly
     and resumes from its checkpoint.pt when one is there; `should_stop` is polled every step;
     `action_bounds` (low, high) declares the action range when `episodes` is a plain list
-    (an MDPDataset brings its own; otherwise the data's min and max are used)."""
+    (an MDPDataset brings its own; otherwise the data's min and max are used).
+
+    `holdout`: the share of the episodes never trained on (split by episode, seeded by the
+    algo's seed; at least one on each side). `select`: "last" keeps the last epoch; "ope" (needs
+    holdout > 0) scores `select_candidates` epochs, evenly spaced and always including the last,
+    by fitted Q evaluation (`fqe_steps` steps each) on the held-out episodes and ends with the
+    best one loaded (`model_best.pt`, `selection.json`). With select="last" and a holdout, only
+    the last epoch is scored. `keep_checkpoints`: how many model_<epoch>.pt files stay (the
+    newest; None keeps all). `estimator` replaces `bear_core.ope.estimate_policy_value`."""
     if isinstance(save_interval, bool) or not isinstance(save_interval, int) or save_interval < 1:
         raise ValueError(f"save_interval must be an int >= 1, got {save_interval!r}")
     if scorers and not eval_episodes:
         raise ValueError("scorers need eval_episodes to score")
-    train_episodes, bounds = _episodes(episodes, "episodes")
+    options = SelectOptions(holdout, select, keep_checkpoints, select_candidates, fqe_steps)
+    given_episodes, bounds = _episodes(episodes, "episodes")
+    train_episodes, held_out = holdout_split(given_episodes, holdout, algo.config.seed)
     bounds = bounds if bounds is not None else action_bounds
     buffer = TransitionBuffer.from_episodes(train_episodes)
     directory = run_directory(run_dir, logdir, experiment_name, with_timestamp, "BEAR")
@@ -81,12 +112,22 @@ def fitter(
     if not m.action_scaler.fitted:
         m.action_scaler.fit(buffer.actions, bounds)
 
+    given = TransitionBuffer.from_episodes(given_episodes) if held_out else buffer
+    algo.provenance.pop("evaluation", None)  # of an earlier selection, not of what trains now
     algo.provenance.update(
-        dataset_sha256=_checksum(episodes, buffer),
+        dataset_sha256=_checksum(episodes, given),
         n_transitions=len(buffer),
         n_episodes=len(train_episodes),
     )
+    if held_out:
+        algo.provenance["holdout_episodes"] = len(held_out)
     cfg = algo.config
+    selection = None
+    if options.scores:
+        selection = Selection(
+            directory, options, held_out, algo.provenance["dataset_sha256"], cfg.n_epochs,
+            cfg.seed, estimator,
+        )  # fmt: skip
     steps_per_epoch = cfg.n_steps_per_epoch or max(1, len(buffer) // cfg.batch_size)
     data = _device_data(buffer, m)
     model_data = None
@@ -140,9 +181,12 @@ def fitter(
             algo.epoch = epoch
             algo.provenance["final_metrics"] = results
             logger.log_epoch(epoch, algo.total_step, results)
-            algo.save_model(directory / CHECKPOINT)
             if epoch % save_interval == 0:
                 algo.save_model(directory / f"model_{epoch}.pt")
+                prune_checkpoints(directory, keep_checkpoints)  # only once the new one is there
+            if selection is not None and selection.wants(epoch):
+                selection.score(algo)
+            algo.save_model(directory / CHECKPOINT)
             logger.write_progress(
                 state="running" if epoch < cfg.n_epochs else "finished",
                 epoch=epoch,
@@ -153,6 +197,11 @@ def fitter(
                 metrics=results,
             )
             yield epoch, results
+        if selection is not None:
+            algo.load_model(directory / BEST)
+        else:  # a run that scored nothing keeps its last epoch; drop an earlier run's choice
+            (directory / BEST).unlink(missing_ok=True)
+            (directory / SELECTION).unlink(missing_ok=True)
     finally:
         logger.close()
 
