@@ -37,6 +37,7 @@ from bear_core.training.selection import (
     holdout_split,
     prune_checkpoints,
 )
+from bear_core.training.value_check import ValueProbe, warn_if_diverging
 
 if TYPE_CHECKING:
     from bear_core.bear.algo import BEAR
@@ -139,6 +140,7 @@ def fitter(
     logger = RunLogger(directory, tensorboard=tensorboard, verbose=verbose)
     logger.write_params(algo.params_json())
     n = len(buffer)
+    probe = ValueProbe.from_episodes(train_episodes, cfg.gamma, cfg.seed)
 
     done_in_epoch = algo.total_step - algo.epoch * steps_per_epoch
     start = time.monotonic()
@@ -178,6 +180,8 @@ def fitter(
             results = metrics_to_floats(epoch_metrics)
             for name, scorer in (scorers or {}).items():
                 results[name] = float(scorer(algo, eval_episodes or []))
+            results.update(probe.measure(algo, temperature=float(m.log_temp.value.exp())))
+            value_warning = warn_if_diverging(epoch, results)
             algo.epoch = epoch
             algo.provenance["final_metrics"] = results
             logger.log_epoch(epoch, algo.total_step, results)
@@ -195,6 +199,7 @@ def fitter(
                 total_steps=cfg.n_epochs * steps_per_epoch,
                 elapsed_s=time.monotonic() - start,
                 metrics=results,
+                value_warning=value_warning,
             )
             yield epoch, results
         if selection is not None:
