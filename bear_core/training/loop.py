@@ -180,7 +180,7 @@ def fitter(
             results = metrics_to_floats(epoch_metrics)
             for name, scorer in (scorers or {}).items():
                 results[name] = float(scorer(algo, eval_episodes or []))
-            results.update(probe.measure(algo, temperature=float(m.log_temp.value.exp())))
+            results.update(probe.measure(algo, temperature=float(m.log_temp.value.detach().exp())))
             value_warning = warn_if_diverging(epoch, results)
             algo.epoch = epoch
             algo.provenance["final_metrics"] = results
