@@ -62,8 +62,15 @@ async def named_model(request: Request, name: NameParam) -> ServedModel:
 
 async def model_version(request: Request, name: NameParam, version: VersionParam) -> ServedModel:
     """The version in the path, loaded (off the event loop) on first use."""
-    source: ModelSource = request.state.registry
+    return _serving(request, await find_model(request.state.registry, name, version))
+
+
+async def find_model(source: ModelSource, name: str, version: str | None) -> ServedModel:
+    """The production version of `name` (version None), or that version, loaded (off the
+    event loop) on first use."""
+    if version is None:
+        return source.production(name)
     served = source.cached(name, version)
     if served is None:
         served = await anyio.to_thread.run_sync(source.load, name, version)
-    return _serving(request, served)
+    return served
