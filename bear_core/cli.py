@@ -2,7 +2,8 @@
 
 `train` is what background training jobs run: it writes params.json, progress.json,
 metrics.jsonl, one CSV per metric and checkpoints into --out as it goes, resumes from
---out/checkpoint.pt when present, and on SIGTERM/SIGINT saves a checkpoint and exits 143.
+--out/checkpoint.pt when present, and on SIGTERM/SIGINT saves a checkpoint and exits 143; with
+--bundle it exports the trained model's bundle when training ends.
 Bad input exits 2 with a one-line message naming the argument.
 """
 
@@ -87,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-trials", type=int, default=5)
     train.add_argument("--save-interval", type=int, default=1)
     train.add_argument("--tensorboard", action="store_true")
+    train.add_argument(
+        "--bundle",
+        default=None,
+        help="then export a policy bundle into this new directory, in this process (training "
+        "jobs do: no second torch start-up); not when stopped early",
+    )
     train.add_argument("--quiet", action="store_true")
 
     generate = sub.add_parser("generate", help="write a generated Pendulum-v1 dataset")
@@ -180,6 +187,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if stop.stopped:
         print(f"stopped: checkpoint saved in {out / 'checkpoint.pt'}", file=sys.stderr)
         return EXIT_STOPPED
+    if args.bundle is not None:
+        return _export(load_trained(out), args.bundle)  # the model `export --model <out>` takes
     return 0
 
 
@@ -249,8 +258,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    algo = load_trained(args.model)
-    path = algo.export_bundle(args.out)
+    return _export(load_trained(args.model), args.out)
+
+
+def _export(algo: Any, out: str) -> int:
+    path = algo.export_bundle(out)
     print(json.dumps({"bundle": str(path), "epochs": algo.epoch, "total_steps": algo.total_step}))
     return 0
 

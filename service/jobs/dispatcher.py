@@ -1,6 +1,7 @@
 """The job dispatcher: claims queued jobs (up to max_concurrent_jobs at a time, oldest first) and
-runs each as `python -m bear_core train`, then `export`, in child processes with their own
-process groups; publishes the bundle as the next version of the job's model.
+runs each as `python -m bear_core train --bundle` (training, then the bundle's export, in one
+child process with its own process group); publishes the bundle as the next version of the
+job's model.
 
 One dispatcher per store: it holds an flock on <store>/jobs/dispatcher.lock while it runs (a
 second one waits for it) and rewrites <store>/jobs/dispatcher.heartbeat every poll (for health
@@ -37,7 +38,7 @@ from service.core.settings import Settings
 from service.datasets.dataset_store import DatasetStore
 from service.jobs.job_db import Job, JobDB
 from service.jobs.job_files import JobFiles
-from service.jobs.job_specs import export_command, train_command
+from service.jobs.job_specs import train_command
 
 LOCK_FILE = "dispatcher.lock"
 HEARTBEAT_FILE = "dispatcher.heartbeat"
@@ -159,26 +160,23 @@ class Dispatcher:
         )
 
     def _train(self, job: Job, files: JobFiles) -> None:
-        python = self._settings.trainer_python
         dataset = self._datasets.data_path(job.dataset_id)
-        steps = (
-            ("trainer", train_command(python, dataset, files.run_dir, job.spec)),
-            ("export", export_command(python, files.run_dir, files.bundle_dir)),
+        command = train_command(
+            self._settings.trainer_python, dataset, files.run_dir, files.bundle_dir, job.spec
         )
         shutil.rmtree(files.bundle_dir, ignore_errors=True)
-        for what, command in steps:
-            files.append_log(f"[dispatcher] attempt {job.attempts}: {shlex.join(command)}")
-            code, stop = self._supervise(job, files, command)
-            if stop == "cancelled":
-                note = "; checkpoint saved" if files.has_checkpoint() else ""
-                self._db.finish(job.id, "cancelled", code, f"cancelled on request{note}")
-                return
-            if stop == "interrupted":
-                self._interrupted(job, files, "the service stopped while it ran")
-                return
-            if code != 0:
-                self._db.finish(job.id, "failed", code, _failure(what, code, files))
-                return
+        files.append_log(f"[dispatcher] attempt {job.attempts}: {shlex.join(command)}")
+        code, stop = self._supervise(job, files, command)
+        if stop == "cancelled":
+            note = "; checkpoint saved" if files.has_checkpoint() else ""
+            self._db.finish(job.id, "cancelled", code, f"cancelled on request{note}")
+            return
+        if stop == "interrupted":
+            self._interrupted(job, files, "the service stopped while it ran")
+            return
+        if code != 0:
+            self._db.finish(job.id, "failed", code, _failure("trainer", code, files))
+            return
         try:
             version = self._publish(job.model_name, files.bundle_dir, job.spec.promote)
         except ServiceError as exc:

@@ -1,5 +1,5 @@
 """What a training job runs: its BEAR parameters, checked with bear_core's own (torch-free)
-validation before anything is queued, and the trainer and exporter command lines."""
+validation before anything is queued, and the trainer command line."""
 
 from __future__ import annotations
 
@@ -70,17 +70,17 @@ def check_eval_env(eval_env: str | None, allowed_modules: list[str]) -> None:
         )
 
 
-def train_command(python: str, dataset: Path, run_dir: Path, spec: JobSpec) -> list[str]:
+def train_command(
+    python: str, dataset: Path, run_dir: Path, bundle_dir: Path, spec: JobSpec
+) -> list[str]:
+    """The trainer, which also exports the bundle when training ends (one torch start-up)."""
     command = [python, "-m", "bear_core", "train", "--dataset", str(dataset), "--out", str(run_dir)]
+    command += ["--bundle", str(bundle_dir)]
     for name, value in spec.params.items():
         command += ["--set", f"{name}={json.dumps(value)}"]
     if spec.eval_env is not None:
         command += ["--eval-env", spec.eval_env, "--eval-trials", str(spec.eval_trials)]
     return command
-
-
-def export_command(python: str, run_dir: Path, bundle_dir: Path) -> list[str]:
-    return [python, "-m", "bear_core", "export", "--model", str(run_dir), "--out", str(bundle_dir)]
 
 
 def _on_cpu(use_gpu: Any) -> bool:
