@@ -1,5 +1,6 @@
 # Two images from one file:
-#   serve    the HTTP API over policy bundles: numpy, onnxruntime, fastapi, uvicorn (no torch)
+#   serve    the HTTP and gRPC API over policy bundles: numpy, onnxruntime, fastapi, uvicorn,
+#            grpcio (no torch)
 #   trainer  adds torch 2.13 CPU and the training stack; runs the training-job worker
 # Dependencies install before the code is copied, so code edits rebuild only the last layers.
 
@@ -37,8 +38,8 @@ COPY docker/entrypoint.sh docker/healthcheck.py /app/docker/
 COPY bear_core /app/bear_core
 COPY service /app/service
 USER app
-ENV BEAR_STORE=/data BEAR_HOST=0.0.0.0 BEAR_PORT=8000 BEAR_DEMO=false
-EXPOSE 8000
+ENV BEAR_STORE=/data BEAR_HOST=0.0.0.0 BEAR_PORT=8000 BEAR_GRPC_PORT=8001 BEAR_DEMO=false
+EXPOSE 8000 8001
 VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "/app/docker/healthcheck.py"]

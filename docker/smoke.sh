@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 SKIP=77
 PROJECT=bear-smoke
 PORT=${SMOKE_PORT:-18765}
+GRPC_PORT=${SMOKE_GRPC_PORT:-18766}
 KEY=smoke-test-key-0123
 BASE_TOOL=${CONTAINER_BASE_TOOL:-../shared/tools/container-base.sh}
 WORK=$(mktemp -d)
@@ -43,7 +44,7 @@ runtime = "runc"
 default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
 CONF
 export CONTAINERS_CONF="$WORK/containers.conf"
-export BEAR_API_KEY=$KEY BEAR_PORT=$PORT
+export BEAR_API_KEY=$KEY BEAR_PORT=$PORT BEAR_GRPC_PORT=$GRPC_PORT
 
 compose() { podman-compose -p "$PROJECT" -f docker-compose.yml "$@"; }
 cleanup() {

@@ -1,8 +1,9 @@
 """The FastAPI application: `create_app(settings)` builds it, wiring the core middleware and
 error handlers and every domain's router; the lifespan opens the model store and loads every
 production model before the first request, opens the dataset store and the job table, starts the
-job dispatcher (unless BEAR_DISPATCHER=false: then `python -m service.worker` runs it) and follows
-production versions that another process sets in the store.
+job dispatcher (unless BEAR_DISPATCHER=false: then `python -m service.worker` runs it), starts the
+Open Inference Protocol's gRPC service on BEAR_GRPC_PORT (unless empty) and follows production
+versions that another process sets in the store.
 
 Run with `python -m service`, or `uvicorn --factory service.app:create_app` (settings from the
 BEAR_* environment).
@@ -33,6 +34,7 @@ from service.dashboard import dashboard_routes
 from service.datasets import dataset_routes
 from service.datasets.dataset_store import DatasetStore
 from service.inference import inference_routes, oip_routes
+from service.inference.grpc_server import STOP_GRACE_S, start_grpc_server
 from service.inference.served_model import Execution
 from service.jobs import job_routes
 from service.jobs.dispatcher import Dispatcher
@@ -91,6 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.dispatcher
             else None
         )
+        grpc_server = (
+            await start_grpc_server(registry, settings, app_metrics, logger, settings.grpc_port)
+            if settings.grpc_port is not None
+            else None
+        )
         follower = asyncio.create_task(_follow_store(registry, settings.sync_interval_s, logger))
         try:
             yield {
@@ -102,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         finally:
             follower.cancel()
+            if grpc_server is not None:
+                await grpc_server.stop(STOP_GRACE_S)
             if dispatcher is not None:
                 await anyio.to_thread.run_sync(dispatcher.stop)
 

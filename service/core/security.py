@@ -20,18 +20,26 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _check(key: str | None, keys: list[str]) -> None:
+def key_problem(key: str | None, keys: list[str]) -> str | None:
+    """Why `key` (the X-API-Key header's value, None when absent) is refused; None when it is
+    one of `keys`."""
     if key is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing X-API-Key header",
-            headers={"WWW-Authenticate": "APIKey"},
-        )
+        return "missing X-API-Key header"
     matched = False
     for candidate in keys:  # compare with every key, in constant time each
         matched |= secrets.compare_digest(key.encode(), candidate.encode())
-    if not matched:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "X-API-Key is not valid")
+    return None if matched else "X-API-Key is not valid"
+
+
+def _check(key: str | None, keys: list[str]) -> None:
+    problem = key_problem(key, keys)
+    if problem is None:
+        return
+    if key is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, problem, headers={"WWW-Authenticate": "APIKey"}
+        )
+    raise HTTPException(status.HTTP_403_FORBIDDEN, problem)
 
 
 async def require_admin_key(request: Request, key: KeyHeader) -> None:

@@ -18,6 +18,13 @@ class Settings(BaseSettings):
     store: Path = Field(default=Path("model_store"), description="model store directory")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    grpc_port: int | None = Field(
+        default=8001,
+        ge=1,
+        le=65535,
+        description="port of the Open Inference Protocol's gRPC service on `host` (Triton's "
+        "8001); empty: no gRPC",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated X-API-Key values; model management is refused without one",
@@ -120,6 +127,13 @@ class Settings(BaseSettings):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
 
+    @field_validator("grpc_port", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("api_keys")
     @classmethod
     def _long_enough(cls, keys: list[str]) -> list[str]:
@@ -131,4 +145,10 @@ class Settings(BaseSettings):
     def _keys_for_inference(self) -> Settings:
         if self.require_key_for_inference and not self.api_keys:
             raise ValueError("require_key_for_inference needs at least one key in api_keys")
+        return self
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> Settings:
+        if self.grpc_port == self.port:
+            raise ValueError(f"grpc_port must differ from port ({self.port})")
         return self

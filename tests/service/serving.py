@@ -77,6 +77,7 @@ def running_server(store: Path, **env: str) -> Iterator[Server]:
         "BEAR_STORE": str(store),
         "BEAR_PORT": str(port),
         "BEAR_DEMO": "false",
+        "BEAR_GRPC_PORT": "",  # off unless a test gives it a free port
         **env,
     }
     with open(log, "wb") as out:
