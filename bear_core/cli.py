@@ -1,7 +1,8 @@
 """Command line: `python -m bear_core {train,generate,evaluate,export,demo}`.
 
 `train` is what background training jobs run: it writes params.json, progress.json,
-metrics.jsonl, one CSV per metric and checkpoints into --out as it goes, resumes from
+metrics.jsonl, one CSV per metric and checkpoints into --out as it goes (the newest
+--keep-checkpoints model_<epoch>.pt; with --holdout selection.json and model_best.pt), resumes from
 --out/checkpoint.pt when present, and on SIGTERM/SIGINT saves a checkpoint and exits 143; with
 --bundle it exports the trained model's bundle when training ends.
 Bad input exits 2 with a one-line message naming the argument.
@@ -57,6 +58,19 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return params
 
 
+def keep_count(value: str) -> int | None:
+    """--keep-checkpoints: a count >= 1, or 'all' (None: keep every model_<epoch>.pt)."""
+    if value == "all":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1 or 'all', got {value!r}")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bear_core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +101,31 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-env", default=None, help="gymnasium id evaluated every epoch")
     train.add_argument("--eval-trials", type=int, default=5)
     train.add_argument("--save-interval", type=int, default=1)
+    train.add_argument(
+        "--holdout",
+        type=float,
+        default=0.0,
+        help="share of the training episodes held out of training and used to score "
+        "checkpoints by fitted Q evaluation (0: none)",
+    )
+    train.add_argument(
+        "--select",
+        choices=["last", "ope"],
+        default="last",
+        help="the checkpoint kept: the last epoch's, or ('ope', needs --holdout) the best of "
+        "--select-candidates epochs by their FQE estimate on the held-out episodes",
+    )
+    train.add_argument(
+        "--select-candidates", type=int, default=5, help="epochs scored with --select ope"
+    )
+    train.add_argument("--fqe-steps", type=int, default=2000, help="FQE steps per scored epoch")
+    train.add_argument(
+        "--keep-checkpoints",
+        type=keep_count,
+        default=5,
+        metavar="K",
+        help="model_<epoch>.pt files kept (the newest K), or 'all'",
+    )
     train.add_argument("--tensorboard", action="store_true")
     train.add_argument(
         "--bundle",
@@ -141,10 +180,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bear_core import scorers as scorer_lib
     from bear_core.bear.algo import BEAR, check_param_names
     from bear_core.dataset import read_hdf5
+    from bear_core.training.selection import SelectOptions
 
     params = parse_overrides(args.set)
     check_param_names(params)
     algo = BEAR(**params)  # validates the parameters before any data is read
+    options = SelectOptions(
+        args.holdout, args.select, args.keep_checkpoints, args.select_candidates, args.fqe_steps
+    )
     dataset = read_hdf5(args.dataset)
     names = [s for s in args.scorers.split(",") if s] if args.test_size > 0 else []
     unknown = [s for s in names if s not in scorer_lib.SCORERS]
@@ -182,6 +225,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir=out,
         should_stop=stop,
         action_bounds=dataset.action_bounds,
+        holdout=options.holdout,
+        select=options.select,
+        keep_checkpoints=options.keep_checkpoints,
+        select_candidates=options.select_candidates,
+        fqe_steps=options.fqe_steps,
     ):
         pass
     if stop.stopped:
@@ -235,12 +283,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def load_trained(model: str | Path) -> Any:
-    """A BEAR from a run directory (its checkpoint.pt) or from a model_<epoch>.pt file."""
+    """A BEAR from a run directory (its selected model_best.pt when it has one, else its
+    checkpoint.pt) or from a model_<epoch>.pt file."""
     from bear_core.bear.algo import BEAR
+    from bear_core.training.selection import BEST
 
     path = Path(model)
     if path.is_dir():
-        path = path / "checkpoint.pt"
+        path = path / BEST if (path / BEST).is_file() else path / "checkpoint.pt"
     if not path.exists():
         raise FileNotFoundError(f"--model: {path} does not exist")
     algo = BEAR()

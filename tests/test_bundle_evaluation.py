@@ -36,7 +36,9 @@ def reseal(path: Path, change: Any) -> None:
     raw = json.loads((path / "manifest.json").read_text())
     raw.pop("manifest_sha256")
     change(raw)
-    (path / "manifest.json").write_text(json.dumps({**raw, "manifest_sha256": manifest_digest(raw)}))
+    (path / "manifest.json").write_text(
+        json.dumps({**raw, "manifest_sha256": manifest_digest(raw)})
+    )
 
 
 def test_the_bundle_is_the_selected_policy_with_its_estimate(

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from service.core.http_errors import Conflict, InvalidInput, NotFound
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Select = Literal["last", "ope"]  # which checkpoint a job publishes
 ACTIVE: tuple[JobState, ...] = ("queued", "running")
 DB_FILE = "jobs.db"
 
@@ -63,6 +64,11 @@ class JobSpec:
     resume: bool = False
     eval_env: str | None = None
     eval_trials: int = 5
+    holdout: float = 0.0
+    select: Select = "last"
+    keep_checkpoints: int | None = 5
+    select_candidates: int = 5
+    fqe_steps: int = 2000
 
 
 @dataclass(frozen=True)

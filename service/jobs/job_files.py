@@ -2,7 +2,8 @@
 
 Layout:
     <root>/jobs/<id>/run/        the trainer's --out: params.json, progress.json, metrics.jsonl,
-                                 <metric>.csv, checkpoint.pt, model_<epoch>.pt
+                                 <metric>.csv, checkpoint.pt, model_<epoch>.pt, and with a
+                                 holdout selection.json and model_best.pt
     <root>/jobs/<id>/train.log   the trainer's and exporter's stdout and stderr, then the
                                  dispatcher's closing lines
     <root>/jobs/<id>/bundle/     the exported bundle, until it is published
@@ -67,6 +68,10 @@ class JobFiles:
             total_steps=raw.get("total_steps"),
             metrics=records[-1]["metrics"] if records else None,
         )
+
+    def selection(self) -> Any:
+        """selection.json (which checkpoint the trainer chose and why); None before any."""
+        return _read_json(self.run_dir / "selection.json")
 
     def metrics(self) -> list[dict[str, Any]]:
         """metrics.jsonl: one {"epoch", "step", "time", "metrics"} record per finished epoch."""

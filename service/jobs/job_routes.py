@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from pydantic import ValidationError
 
 from service.core.api_schemas import error_responses
 from service.core.deps import SettingsDep
@@ -22,9 +23,10 @@ from service.jobs.job_schemas import (
     JobMetrics,
     JobResponse,
     MetricSeries,
+    Selection,
     TrainRequest,
 )
-from service.jobs.job_specs import check_eval_env, training_params
+from service.jobs.job_specs import check_eval_env, check_selection, training_params
 
 ERRORS = error_responses(401, 403, 404, 409, 422)
 MAX_LOG_CHUNK = 1 << 20
@@ -49,6 +51,7 @@ def _time(timestamp: float | None) -> datetime | None:
 
 def _response(job: Job, root: pathlib.Path) -> JobResponse:
     p = job.progress
+    files = JobFiles(root, job.id)
     if job.state == "succeeded":
         done = 1.0
     elif p.step is not None and p.total_steps:
@@ -64,6 +67,11 @@ def _response(job: Job, root: pathlib.Path) -> JobResponse:
         promote=job.spec.promote,
         resume=job.spec.resume,
         eval_env=job.spec.eval_env,
+        holdout=job.spec.holdout,
+        select=job.spec.select,
+        keep_checkpoints=job.spec.keep_checkpoints,
+        select_candidates=job.spec.select_candidates,
+        fqe_steps=job.spec.fqe_steps,
         progress=done,
         epoch=p.epoch,
         n_epochs=p.n_epochs,
@@ -79,8 +87,17 @@ def _response(job: Job, root: pathlib.Path) -> JobResponse:
         exit_code=job.exit_code,
         error=job.error,
         model_version=job.model_version,
-        checkpoint=JobFiles(root, job.id).has_checkpoint(),
+        checkpoint=files.has_checkpoint(),
+        selection=_selection(files),
     )
+
+
+def _selection(files: JobFiles) -> Selection | None:
+    raw = files.selection()
+    try:
+        return Selection.model_validate(raw) if isinstance(raw, dict) else None
+    except ValidationError:  # not what this service's trainer writes
+        return None
 
 
 # Every route below reads the job table and the jobs' files (logs, metrics, checkpoints): plain
@@ -104,12 +121,19 @@ def train(
         body.params, body.n_steps, body.n_epochs, body.seed, allow_gpu=settings.allow_gpu
     )
     check_eval_env(body.eval_env, settings.eval_env_modules)
+    if datasets.exists(body.dataset_id):  # a missing one is refused when the job is queued
+        check_selection(body.holdout, body.select, datasets.get(body.dataset_id).n_episodes)
     spec = JobSpec(
         params=params,
         promote=body.promote,
         resume=body.resume,
         eval_env=body.eval_env,
         eval_trials=body.eval_trials,
+        holdout=body.holdout,
+        select=body.select,
+        keep_checkpoints=body.keep_checkpoints,
+        select_candidates=body.select_candidates,
+        fqe_steps=body.fqe_steps,
     )
     job = jobs.submit(body.model_name, body.dataset_id, spec, secrets.token_hex(8), datasets.exists)
     response.headers["Location"] = f"/jobs/{job.id}"

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from service.core.api_schemas import NAME_PATTERN, Request, Response
 from service.datasets.dataset_store import ID_PATTERN as DATASET_ID_PATTERN
-from service.jobs.job_db import JobState
+from service.jobs.job_db import JobState, Select
 
 
 class TrainRequest(Request):
@@ -33,6 +33,47 @@ class TrainRequest(Request):
     resume: bool = Field(
         default=False, description="after a service restart, run again from the last checkpoint"
     )
+    holdout: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of the episodes held out of training, to score checkpoints on by "
+        "fitted Q evaluation (FQE); the published manifest carries the estimate",
+    )
+    select: Select = Field(
+        default="last",
+        description="the checkpoint published: the last epoch's, or ('ope', needs holdout > 0) "
+        "the one of select_candidates epochs with the highest FQE estimate",
+    )
+    keep_checkpoints: int | None = Field(
+        default=5, ge=1, le=10**6, description="model_<epoch>.pt files kept (the newest); null: all"
+    )
+    select_candidates: int = Field(
+        default=5, ge=1, le=100, description="epochs scored with select 'ope', evenly spaced"
+    )
+    fqe_steps: int = Field(default=2000, ge=1, le=10**7, description="FQE steps per scored epoch")
+
+
+class Candidate(Response):
+    epoch: int
+    estimate: float
+    ci: list[float] = Field(description="[low, high]: the bootstrap interval over episodes")
+    seconds: float = Field(description="what scoring it took")
+
+
+class Selection(Response):
+    """The trainer's selection.json: the held-out checkpoint scores and the choice."""
+
+    select: Select
+    method: str
+    chosen_epoch: int | None
+    reason: str = Field(description="why that epoch, in one sentence")
+    candidates: list[Candidate]
+    candidate_epochs: list[int] = Field(description="the epochs that are (or will be) scored")
+    complete: bool = Field(description="the last epoch is scored: the choice is final")
+    n_episodes: int = Field(description="held-out episodes")
+    dataset_sha256: str
+    n_steps_fqe: int
 
 
 class JobResponse(Response):
@@ -44,6 +85,11 @@ class JobResponse(Response):
     promote: bool
     resume: bool
     eval_env: str | None
+    holdout: float
+    select: Select
+    keep_checkpoints: int | None
+    select_candidates: int
+    fqe_steps: int
     progress: float = Field(ge=0.0, le=1.0, description="steps done / total steps")
     epoch: int | None
     n_epochs: int | None
@@ -60,6 +106,10 @@ class JobResponse(Response):
     error: str | None
     model_version: str | None = Field(description="the version it published")
     checkpoint: bool = Field(description="a resumable checkpoint exists")
+    selection: Selection | None = Field(
+        description="which checkpoint was chosen and why; null without a holdout, or before "
+        "the first scored epoch"
+    )
 
 
 class JobList(Response):

@@ -13,6 +13,7 @@ from service.core.http_errors import InvalidInput
 from service.jobs.job_db import JobSpec
 
 STEPS_PER_EPOCH = 1000  # epochs an `n_steps` budget is cut into, at most this long
+HOLDOUT_MIN_EPISODES = 3
 _KNOWN = frozenset(BEARConfig.__dataclass_fields__)
 
 
@@ -55,6 +56,19 @@ def training_params(
     return params
 
 
+def check_selection(holdout: float, select: str, n_episodes: int) -> None:
+    """select 'ope' needs held-out episodes; a holdout needs episodes for it. The trainer keeps
+    a share of the episodes (at least one) for its scorers and holds `holdout` of the rest out
+    of training (at least one, leaving at least one to train on), so it needs 3."""
+    if select == "ope" and holdout == 0.0:
+        raise InvalidInput("select: 'ope' scores checkpoints on held-out episodes: set holdout > 0")
+    if holdout > 0.0 and n_episodes < HOLDOUT_MIN_EPISODES:
+        raise InvalidInput(
+            f"holdout: the dataset has {n_episodes} episode(s); a holdout needs at least "
+            f"{HOLDOUT_MIN_EPISODES} (scored, held out, trained on)"
+        )
+
+
 def check_eval_env(eval_env: str | None, allowed_modules: list[str]) -> None:
     """Refuse gymnasium's `module:Env-v0` form, which makes the trainer import `module`, unless
     the module is allowed (BEAR_EVAL_ENV_MODULES). The trainer checks again, and also that the id
@@ -80,6 +94,10 @@ def train_command(
         command += ["--set", f"{name}={json.dumps(value)}"]
     if spec.eval_env is not None:
         command += ["--eval-env", spec.eval_env, "--eval-trials", str(spec.eval_trials)]
+    keep = "all" if spec.keep_checkpoints is None else str(spec.keep_checkpoints)
+    command += ["--holdout", repr(spec.holdout), "--select", spec.select]
+    command += ["--keep-checkpoints", keep, "--select-candidates", str(spec.select_candidates)]
+    command += ["--fqe-steps", str(spec.fqe_steps)]
     return command
 
 

@@ -20,6 +20,7 @@ from service.core.http_errors import InvalidBundle, ServiceError
 from service.core.security import require_admin_key
 from service.models.bundle_upload import extract_bundle, save_stream
 from service.models.model_schemas import (
+    Evaluation,
     ManifestSummary,
     ModelDetail,
     ModelList,
@@ -65,6 +66,7 @@ def _version_detail(registry: Registry, name: str, version: str) -> VersionDetai
             created=m.created,
             provenance=m.provenance,
             params_changed=changed_params(m.params),
+            evaluation=None if m.evaluation is None else Evaluation(**m.evaluation),
         )
     except InvalidBundle:
         manifest = None

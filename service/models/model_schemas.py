@@ -9,6 +9,16 @@ from pydantic import Field
 from service.core.api_schemas import Response
 
 
+class Evaluation(Response):
+    """The policy's value estimated on episodes held out of its training."""
+
+    method: str = Field(description="'fqe': fitted Q evaluation")
+    estimate: float = Field(description="mean over the held-out episodes of Q^pi(s0, pi(s0))")
+    ci: list[float] = Field(description="[low, high]: the bootstrap interval over episodes")
+    n_episodes: int
+    dataset_sha256: str
+
+
 class ManifestSummary(Response):
     observation_shape: list[int]
     observation_dtype: str
@@ -21,6 +31,9 @@ class ManifestSummary(Response):
     provenance: dict[str, Any]
     params_changed: dict[str, Any] = Field(
         default_factory=dict, description="the BEAR parameters that differ from their defaults"
+    )
+    evaluation: Evaluation | None = Field(
+        default=None, description="the held-out estimate of this policy; null when none"
     )
 
 

@@ -5,13 +5,15 @@ no dispatcher, so jobs stay queued)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from service.core.http_errors import InvalidInput
-from service.jobs.job_specs import check_eval_env, training_params
+from service.jobs.job_db import JobSpec
+from service.jobs.job_specs import check_eval_env, check_selection, train_command, training_params
 from tests.service.serving import (
     ADMIN,
     API_KEY,
@@ -54,6 +56,13 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"eval_env": "Pendulum v1; rm -rf"}, "eval_env"),
     ({"eval_env": "this:Pendulum-v1"}, "eval_env: 'this:Pendulum-v1' would import module 'this'"),
     ({"surprise": True}, "surprise"),
+    ({"holdout": 1.0}, "holdout"),
+    ({"holdout": True}, "holdout"),
+    ({"select": "best"}, "select"),
+    ({"select": "ope"}, "select: 'ope' scores checkpoints on held-out episodes"),
+    ({"keep_checkpoints": 0}, "keep_checkpoints"),
+    ({"select_candidates": 0}, "select_candidates"),
+    ({"fqe_steps": 0}, "fqe_steps"),
 ]
 
 
@@ -155,3 +164,29 @@ def test_eval_env_imports_only_allowed_modules() -> None:
     with pytest.raises(InvalidInput, match="would import module 'gym_extra'"):
         check_eval_env("gym_extra:Maze-v0", ["other"])
     check_eval_env("gym_extra:Maze-v0", ["other", "gym_extra"])
+
+
+def test_selection_options_reach_the_trainer_and_the_job(
+    client: httpx.Client, dataset_id: str
+) -> None:
+    options = {"holdout": 0.4, "select": "ope", "keep_checkpoints": None, "select_candidates": 3,
+               "fqe_steps": 50}  # fmt: skip
+    job = submit(client, dataset_id, n_epochs=2, params=TINY_PARAMS, **options)
+    assert {key: job[key] for key in options} == options and job["selection"] is None
+    client.post(f"/jobs/{job['id']}/cancel", headers=ADMIN)
+    command = train_command("python", Path("d.h5"), Path("run"), Path("bundle"), JobSpec(
+        params={}, **options))  # fmt: skip
+    flags = " ".join(command)
+    assert "--holdout 0.4 --select ope --keep-checkpoints all --select-candidates 3" in flags
+    assert "--fqe-steps 50" in flags
+    default = " ".join(train_command("python", Path("d.h5"), Path("run"), Path("b"), JobSpec({})))
+    assert "--holdout 0.0 --select last --keep-checkpoints 5" in default
+
+
+def test_a_holdout_needs_three_episodes() -> None:
+    check_selection(0.5, "ope", 3)
+    check_selection(0.0, "last", 1)
+    with pytest.raises(InvalidInput, match="holdout: the dataset has 2 episode"):
+        check_selection(0.5, "last", 2)
+    with pytest.raises(InvalidInput, match="select"):
+        check_selection(0.0, "ope", 10)
