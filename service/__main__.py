@@ -1,10 +1,13 @@
 """`python -m service [serve]`: serve the model store over HTTP (training a demo model first
-when the store is empty). `python -m service publish`: add a bundle directory to a store."""
+when the store is empty) with `--workers` processes on one port; each follows the store's
+changes and exactly one runs the job dispatcher (the store's dispatcher lock). `python -m
+service publish`: add a bundle directory to a store."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +15,6 @@ from pathlib import Path
 import uvicorn
 from pydantic import ValidationError
 
-from service.app import create_app
 from service.core.http_errors import ServiceError
 from service.core.json_logs import get_logger
 from service.core.settings import Settings
@@ -36,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--host", help="bind address (BEAR_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="port (BEAR_PORT, default 8000)")
         p.add_argument(
+            "--workers",
+            type=int,
+            help="server processes sharing the port and the store (BEAR_WORKERS, default 1)",
+        )
+        p.add_argument(
             "--no-demo", action="store_true", help="do not train a demo model into an empty store"
         )
     publish = commands.add_parser("publish", help="publish a bundle directory as a new version")
@@ -49,7 +56,12 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     overrides = {
         key: value
-        for key, value in {"store": args.store, "host": args.host, "port": args.port}.items()
+        for key, value in {
+            "store": args.store,
+            "host": args.host,
+            "port": args.port,
+            "workers": args.workers,
+        }.items()
         if value is not None
     }
     if args.no_demo:
@@ -68,8 +80,14 @@ def _serve(args: argparse.Namespace) -> int:
             step = " ".join(exc.cmd[1:4])
             print(f"demo model: {step} failed (exit {exc.returncode})", file=sys.stderr)
             return 1
+    # every worker process builds its app from the BEAR_* environment: pass the options on
+    os.environ.update(
+        BEAR_STORE=str(settings.store), BEAR_HOST=settings.host, BEAR_PORT=str(settings.port)
+    )
     uvicorn.run(
-        create_app(settings),
+        "service.app:create_app",
+        factory=True,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port,
         access_log=False,

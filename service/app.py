@@ -41,7 +41,7 @@ from service.jobs.dispatcher import Dispatcher
 from service.jobs.job_db import JobDB
 from service.models import model_routes
 from service.models.model_store import ModelStore
-from service.models.registry import Registry
+from service.models.registry import CHANGES_POLL_S, Registry
 
 _UPLOAD_PATH = re.compile(r"/models/[^/]+/versions/?")
 _DATASET_PATH = re.compile(r"/datasets/?")
@@ -137,9 +137,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _follow_store(registry: Registry, interval_s: float, logger: logging.Logger) -> None:
     while True:
-        await anyio.sleep(interval_s)
+        await anyio.sleep(CHANGES_POLL_S)
         try:
-            await anyio.to_thread.run_sync(registry.sync_production)
+            await anyio.to_thread.run_sync(registry.follow, interval_s)
         except OSError:
             logger.exception("reading production versions from the store failed")
 

@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     store: Path = Field(default=Path("model_store"), description="model store directory")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(
+        default=1, ge=1, le=64, description="`python -m service` processes on one port and store"
+    )
     grpc_port: int | None = Field(
         default=8001,
         ge=1,
@@ -62,7 +65,7 @@ class Settings(BaseSettings):
     )
     trainer_python: str = Field(
         default=sys.executable,
-        description="interpreter that runs `-m bear_core train` and `export`",
+        description="interpreter that runs `-m bear_core train`",
     )
     trainer_threads: int | None = Field(
         default=None, ge=1, description="OMP_NUM_THREADS of each trainer (default: torch's choice)"
@@ -76,7 +79,8 @@ class Settings(BaseSettings):
     sync_interval_s: float = Field(
         default=2.0,
         gt=0.0,
-        description="how often production pointers changed by another process load",
+        description="longest time before this process rescans the store for changes made "
+        "outside the service (changes made through it are seen within 0.1 s)",
     )
     body_idle_timeout_s: float = Field(
         default=30.0,

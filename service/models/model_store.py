@@ -5,13 +5,17 @@ Layout:
     <root>/models/<name>/<version>/         a bundle directory (manifest.json + graphs), from 1
     <root>/models/<name>/production         the production version, as text
     <root>/models/<name>/.lock              locked while the pointer is checked and changed
+    <root>/models/.changes                  a new random token after every change
     <root>/tmp/                             staging area on the same filesystem
 
 A version appears by renaming a fully written and verified staging directory into place, and
 the production pointer is replaced atomically, so readers (this process or another) never see a
 half-written version. Changing the pointer and deleting a version hold an exclusive lock on the
 model's lock file, so promotions and deletions in several processes are serialised: a promotion
-with `expect` changes the pointer only while it still names that version. Names and versions
+with `expect` changes the pointer only while it still names that version. Every publish,
+promotion and deletion then replaces the token in `.changes`, so a process that follows the
+store (several API processes on one volume) learns of a change by reading 17 bytes, not by
+listing every model. Names and versions
 are checked against strict patterns before they touch a path, so nothing can leave the store.
 """
 
@@ -21,6 +25,7 @@ import errno
 import fcntl
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -36,6 +41,7 @@ from service.core.http_errors import Conflict, InvalidBundle, NotFound, check_pa
 
 PRODUCTION_FILE = "production"
 LOCK_FILE = ".lock"
+CHANGES_FILE = ".changes"
 
 _NAME = re.compile(NAME_PATTERN)
 _VERSION = re.compile(VERSION_PATTERN)
@@ -119,6 +125,14 @@ class ModelStore:
             return None
         return version if _VERSION.fullmatch(version) else None
 
+    def changes(self) -> str | None:
+        """The store's change token: it differs after every publish, promotion and deletion made
+        through any ModelStore on this directory, in any process; None before the first one."""
+        try:
+            return (self.models_dir / CHANGES_FILE).read_text(encoding="ascii")
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+
     # --- writing --------------------------------------------------------------------------------
 
     def publish(self, name: str, bundle_dir: str | Path, promote: bool = False) -> str:
@@ -172,6 +186,7 @@ class ModelStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
             fsync_path(directory)
+        self._changed()
         return previous
 
     def delete(self, name: str, version: str) -> None:
@@ -187,6 +202,7 @@ class ModelStore:
             graveyard = Path(tempfile.mkdtemp(prefix=f"{name}.{version}.", dir=self.tmp_dir))
             os.replace(path, graveyard / "bundle")
             fsync_path(path.parent)
+        self._changed()
         shutil.rmtree(graveyard, ignore_errors=True)
 
     def sweep_staging(self, max_age_s: float) -> list[str]:
@@ -216,6 +232,19 @@ class ModelStore:
     def _model_dir(self, name: str) -> Path:
         return self.models_dir / check_name(name)
 
+    def _changed(self) -> None:
+        """Replace the change token (atomically: readers see the old token or the new one). A
+        hint, not a record: it is not fsynced, and followers also rescan now and then."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"{CHANGES_FILE}.", dir=self.tmp_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(secrets.token_hex(8) + "\n")
+            os.replace(tmp, self.models_dir / CHANGES_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
     @contextmanager
     def _production_lock(self, name: str) -> Iterator[None]:
         """An exclusive lock on the model's production pointer, across processes (flock: the
@@ -244,6 +273,7 @@ class ModelStore:
                 candidate += 1
                 continue
             fsync_path(directory)
+            self._changed()
             return str(candidate)
 
 

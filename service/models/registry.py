@@ -5,15 +5,21 @@ answered. Promotion loads and verifies the new version first, off the event loop
 replaces the production entry (one dict assignment under a lock), so requests in flight finish on
 the version they started with, and a version that fails to load never replaces a working one.
 
-Other processes may change the store under this one: `sync_production`, run every sync interval,
-forgets versions deleted (or deleted and published again under the same number) there and adopts
-the production versions set there.
+Other processes may change the store under this one: `sync_production` forgets versions deleted
+(or deleted and published again under the same number) there and adopts the production versions
+set there. `follow`, called every CHANGES_POLL_S, runs it when the store's change token
+(ModelStore.changes) moved, and at least every sync interval in any case (for changes made by
+hand). So a deletion elsewhere is answered 404 here within CHANGES_POLL_S plus one rescan (a
+directory listing and a few stats: milliseconds), and a promotion elsewhere serves here once that
+version has also loaded here (~0.1 s for a small bundle); until then the old version answers.
+Requests pay nothing for this: they read the in-memory tables only.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +28,8 @@ from service.core.http_errors import InvalidBundle, NotFound
 from service.core.prometheus import Metrics
 from service.inference.served_model import Execution, ServedModel
 from service.models.model_store import ModelStore, check_name, check_version
+
+CHANGES_POLL_S = 0.1  # how often a process reads the store's change token
 
 
 class Registry:
@@ -47,6 +55,8 @@ class Registry:
         self._lock = threading.Lock()
         self.failed: dict[str, str] = {}  # model -> why its production version did not load
         self._unloadable: dict[tuple[str, str], tuple[int, int, int] | None] = {}
+        self._seen_changes: str | None = None
+        self._synced_at = time.monotonic()
         metrics.watch_models(self._loaded_models)
 
     # --- start-up -------------------------------------------------------------------------------
@@ -133,6 +143,15 @@ class Registry:
         )
         return previous
 
+    def follow(self, rescan_s: float) -> None:
+        """Run sync_production when the store's change token moved since the last sync, or
+        when the last one is `rescan_s` old. Blocking (a small file read): a worker thread."""
+        token = self.store.changes()  # read first: a change during the sync moves it again
+        if token == self._seen_changes and time.monotonic() - self._synced_at < rescan_s:
+            return
+        self.sync_production()
+        self._seen_changes, self._synced_at = token, time.monotonic()
+
     def sync_production(self) -> None:
         """Follow changes other processes made in the store: forget loaded versions deleted or
         replaced there, and adopt the production versions set there (a separate job worker
@@ -161,6 +180,8 @@ class Registry:
                 )
                 continue
             with self._lock:
+                if self._production.get(name) is served:
+                    continue  # a promote in this process swapped it in meanwhile
                 if self.store.production(name) != version:
                     continue  # changed again meanwhile (a promote here, or elsewhere): next time
                 self._production[name] = served
