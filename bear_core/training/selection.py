@@ -27,6 +27,7 @@ import numpy as np
 
 from bear_core.dataset import Episode
 from bear_core.io_utils import atomic_write_json
+from bear_core.ope import estimate_policy_value
 
 if TYPE_CHECKING:
     from bear_core.bear.algo import BEAR
@@ -146,7 +147,7 @@ class Selection:
         self.dataset_sha256 = dataset_sha256
         self.n_epochs = n_epochs
         self.seed = seed
-        self.estimator = estimator or _fqe
+        self.estimator = estimator or estimate_policy_value
         if options.select == "ope":
             self.epochs = candidate_epochs(n_epochs, options.select_candidates)
         else:
@@ -251,12 +252,6 @@ class Selection:
             f"epoch {best['epoch']} has the highest FQE estimate on {n} held-out episodes among "
             f"{scored}: {_value(best)} vs the latest epoch {last['epoch']}: {_value(last)}"
         )
-
-
-def _fqe(algo: BEAR, episodes: Sequence[Episode], n_steps: int, seed: int) -> Any:
-    from bear_core.ope import estimate_policy_value
-
-    return estimate_policy_value(algo, episodes, n_steps=n_steps, seed=seed)
 
 
 def _value(candidate: dict[str, Any]) -> str:

@@ -134,3 +134,30 @@ def test_kill_9_of_the_trainer(client: httpx.Client, server: Server, dataset_id:
 
     assert serves_the_old_model(client)
     assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_a_select_ope_job_publishes_the_chosen_checkpoint_with_its_estimate(
+    client: httpx.Client, dataset_id: str
+) -> None:
+    job = submit(
+        client, dataset_id, model_name="selected", n_epochs=2, params=TINY_PARAMS,
+        holdout=0.5, select="ope", select_candidates=2, fqe_steps=20, keep_checkpoints=1,
+    )  # fmt: skip
+    assert (job["holdout"], job["select"], job["keep_checkpoints"]) == (0.5, "ope", 1)
+    assert job["selection"] is None
+    done = wait_for_job(client, job["id"])
+    assert done["state"] == "succeeded", done
+    selection = done["selection"]
+    assert selection["select"] == "ope" and selection["complete"] is True
+    assert [c["epoch"] for c in selection["candidates"]] == [1, 2]
+    best = max(selection["candidates"], key=lambda c: c["estimate"])
+    assert selection["chosen_epoch"] == best["epoch"]
+    assert f"epoch {best['epoch']} has the highest FQE estimate" in selection["reason"]
+
+    version = client.get(f"/models/selected/versions/{done['model_version']}").json()
+    manifest = version["manifest"]
+    assert manifest["provenance"]["epochs"] == best["epoch"]
+    assert manifest["evaluation"] == {
+        "method": "fqe", "estimate": best["estimate"], "ci": best["ci"],
+        "n_episodes": selection["n_episodes"], "dataset_sha256": selection["dataset_sha256"],
+    }  # fmt: skip
