@@ -52,7 +52,7 @@ class BEARConfig:
     actor_learning_rate: float = 3e-4  # policy pi_phi
     critic_learning_rate: float = 3e-4  # Q ensemble
     imitator_learning_rate: float = 1e-3  # behaviour model pi_beta
-    temp_learning_rate: float = 3e-4  # SAC temperature T (0 freezes it)
+    temp_learning_rate: float = 0.0  # SAC temperature T (0 freezes it); reference 3e-4
     alpha_learning_rate: float = 1e-3  # Lagrange multiplier alpha (0 freezes it)
     batch_size: int = 100
     gamma: float = 0.99  # discount
@@ -61,7 +61,7 @@ class BEARConfig:
     bootstrap: bool = False  # per-critic bootstrap masks
     share_encoder: bool = False  # one encoder for the whole ensemble
     update_actor_interval: int = 1  # actor/temperature/alpha/targets every N steps
-    initial_temperature: float = 1.0
+    initial_temperature: float = 0.0  # 0: no entropy term (the paper's BEAR); reference 1.0
     initial_alpha: float = 1.0
     alpha_threshold: float = 0.05  # epsilon of the MMD constraint
     lam: float = 0.75  # target = lam * min_k Q_k + (1 - lam) * max_k Q_k
@@ -83,7 +83,7 @@ class BEARConfig:
     imitator_type: ImitatorType = (
         "regressor"  # L2 regressor (reference) or conditional VAE (paper code)
     )
-    mmd_kernel: MMDKernel = "gaussian"  # reference default; 'laplacian' as in the paper code
+    mmd_kernel: MMDKernel = "laplacian"  # as in the paper code; the reference's is 'gaussian'
     vae_kl_weight: float = 0.5  # KL weight of the VAE imitator's loss
     # map the data's action range to tanh's [-1, 1] and back (or a fitted scaler dict)
     action_scaler: str | Mapping[str, Any] | None = "min_max"
@@ -107,8 +107,14 @@ class BEARConfig:
             "vae_kl_weight",
         ):
             _check_real(name, getattr(self, name), low=0.0)
-        for name in ("initial_temperature", "initial_alpha", "mmd_sigma", "eps"):
+        for name in ("initial_alpha", "mmd_sigma", "eps"):
             _check_real(name, getattr(self, name), low=0.0, strict=True)
+        _check_real("initial_temperature", self.initial_temperature, low=0.0)
+        if self.initial_temperature == 0.0 and self.temp_learning_rate > 0.0:
+            raise ValueError(
+                "initial_temperature must be > 0 when temp_learning_rate > 0 (a temperature of "
+                "0 means no entropy term and cannot be tuned)"
+            )
         _check_real("gamma", self.gamma, low=0.0, high=1.0)
         _check_real("tau", self.tau, low=0.0, high=1.0)
         _check_real("lam", self.lam, low=0.0, high=1.0)

@@ -52,6 +52,14 @@ REFERENCE_DEFAULTS: dict[str, Any] = {
     "dynamics": None,
     "impl": None,
 }
+# Defaults that differ from the reference on purpose (README, "Critics that stay sane"): the
+# paper's BEAR, with no entropy term and the Laplacian kernel. The reference's values stay
+# reachable as parameters.
+DELIBERATE_DEFAULTS: dict[str, Any] = {
+    "temp_learning_rate": 0.0,
+    "initial_temperature": 0.0,
+    "mmd_kernel": "laplacian",
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +79,12 @@ def observations(n: int, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, OBS_SIZE)).astype(np.float32) * 3 + 1
 
 
-def test_constructor_defaults_match_the_reference() -> None:
+def test_constructor_defaults_match_the_reference_but_the_deliberate_ones() -> None:
     params = BEAR().get_params()
-    for name, default in REFERENCE_DEFAULTS.items():
+    for name, default in {**REFERENCE_DEFAULTS, **DELIBERATE_DEFAULTS}.items():
         assert params[name] == default, name
+    reference = BEAR(temp_learning_rate=3e-4, initial_temperature=1.0, mmd_kernel="gaussian")
+    assert reference.get_params()["initial_temperature"] == REFERENCE_DEFAULTS["initial_temperature"]
     assert params["encoder_params"] == {"hidden_units": [256, 256]}
 
 
@@ -102,6 +112,7 @@ def test_constructor_defaults_match_the_reference() -> None:
         ("update_actor_interval", 0),
         ("n_epochs", 0),
         ("initial_alpha", -1.0),
+        ("initial_temperature", -1.0),
         ("use_batch_norm", "yes"),
         ("action_scaler", "standard"),
     ],
@@ -109,6 +120,12 @@ def test_constructor_defaults_match_the_reference() -> None:
 def test_invalid_values_raise_value_error_naming_the_parameter(name: str, value: Any) -> None:
     with pytest.raises(ValueError, match=name.split("[")[0]):
         BEAR(**{name: value})
+
+
+def test_a_zero_temperature_cannot_be_tuned() -> None:
+    with pytest.raises(ValueError, match="initial_temperature must be > 0 when temp_learning_rate"):
+        BEAR(temp_learning_rate=3e-4)
+    assert BEAR(temp_learning_rate=3e-4, initial_temperature=1.0).get_params()["temp_learning_rate"]
 
 
 def test_unknown_parameter_is_refused(tmp_path: Path) -> None:
@@ -149,7 +166,7 @@ def test_signature_lists_the_reference_parameters_then_the_extensions() -> None:
         elif p.name == "encoder_params":  # the reference's {} as a read-only empty mapping
             assert isinstance(p.default, MappingProxyType) and p.default == {}
         else:
-            default = REFERENCE_DEFAULTS[p.name]
+            default = {**REFERENCE_DEFAULTS, **DELIBERATE_DEFAULTS}[p.name]
             assert p.default == default and type(p.default) is type(default), p.name
     assert [p.name for p in extensions] == EXTENSIONS
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extensions)

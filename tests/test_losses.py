@@ -216,7 +216,7 @@ def test_mmd_gradient_reaches_the_policy_after_warmup() -> None:
 
 
 def test_warmup_trains_imitator_and_mmd_actor_but_not_critics() -> None:
-    algo = built(rl_start_epoch=1)
+    algo = built(rl_start_epoch=1, temp_learning_rate=3e-4, initial_temperature=1.0)
     m = algo.impl
     assert m is not None
     critics, policy, imitator = flat(m.critics), flat(m.policy), flat(m.imitator)
@@ -321,7 +321,7 @@ def test_step_refuses_optimizers_that_share_parameters() -> None:
 def test_update_step_optimizer_sets_are_disjoint_and_cached() -> None:
     from bear_core.bear import update
 
-    algo = built(share_encoder=True)
+    algo = built(share_encoder=True, temp_learning_rate=3e-4, initial_temperature=1.0)
     m = algo.impl
     assert m is not None
     algo.update(1, 0, random_batch())  # imitator + critic, then actor + temp + alpha

@@ -40,11 +40,13 @@ class TorchBatch:
 
 
 class LogScalar(nn.Module):
-    """One learnable value kept as its log (log T, log alpha)."""
+    """One learnable value kept as its log (log T, log alpha); an initial 0 is log 0 = -inf
+    (a temperature of 0: no entropy term, never tuned)."""
 
     def __init__(self, initial: float) -> None:
         super().__init__()
-        self.value = nn.Parameter(torch.tensor(math.log(initial), dtype=torch.float32))
+        log_initial = math.log(initial) if initial > 0 else -math.inf
+        self.value = nn.Parameter(torch.tensor(log_initial, dtype=torch.float32))
 
     @torch.no_grad()
     def clamp_(self, low: float, high: float) -> None:
