@@ -41,7 +41,8 @@ SCALERS: tuple[str | None, ...] = (None, "min_max", "standard")
 N_CRITICS = (1, 2, 5)
 BATCH_SIZES = (1, 7, 1024)
 GRAPHS = ("policy.onnx", "sampler.onnx", "critics.onnx")
-FILES = ("manifest.json", *GRAPHS)
+MEMBERS = (*GRAPHS, "ood_reference.npy")  # sealed by the manifest's sha256s
+FILES = ("manifest.json", *MEMBERS)
 ACTION_LOW, ACTION_HIGH = -2.0, 3.0  # make_dataset's declared action bounds
 TINY_SETS = [
     "--set", "n_epochs=1", "--set", "n_steps_per_epoch=5", "--set", "batch_size=32",
@@ -282,7 +283,7 @@ def test_manifest_lists_a_matching_sha256_for_every_file(exported: Exported) -> 
     raw = read_json(exported.path / "manifest.json")
     on_disk = {p.name for p in exported.path.iterdir()}
     assert on_disk == set(FILES)
-    assert set(raw["files"]) == set(GRAPHS)
+    assert set(raw["files"]) == set(MEMBERS)
     for name, digest in raw["files"].items():
         assert digest == hashlib.sha256((exported.path / name).read_bytes()).hexdigest(), name
 
@@ -389,6 +390,7 @@ def test_a_missing_directory_is_refused(tmp_path: Path) -> None:
 
 def edit_observation_shape(raw: dict[str, Any]) -> None:
     raw["observation_shape"] = [OBS_SIZE + 1]
+    del raw["ood"]  # its width would be refused first (test_ood); this checks the graphs
 
 
 def edit_action_size(raw: dict[str, Any]) -> None:
@@ -399,6 +401,7 @@ def edit_action_size_and_bounds(raw: dict[str, Any]) -> None:
     raw["action_size"] = ACTION_SIZE + 1
     raw["action_low"] = [ACTION_LOW] * (ACTION_SIZE + 1)
     raw["action_high"] = [ACTION_HIGH] * (ACTION_SIZE + 1)
+    del raw["ood"]
 
 
 def edit_n_critics(raw: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ import torch
 
 from bear_core.bear.modules import BEARModules, TorchBatch
 from bear_core.bear.update import metrics_to_floats, update_step
+from bear_core.bundle.ood import CalibrationSample
 from bear_core.bundle.runtime import value_stats
 from bear_core.config import (
     NO_ENCODER_PARAMS,
@@ -146,6 +147,8 @@ class BEAR:
         self.epoch = 0  # completed epochs
         self.total_step = 0  # completed gradient steps
         self.provenance: dict[str, Any] = {}  # dataset checksum and final metrics, set by fit
+        # training rows the bundle's out-of-distribution detector is calibrated on, set by fit
+        self.ood_sample: CalibrationSample | None = None
 
     # --- parameters -------------------------------------------------------------------------------
 
@@ -407,6 +410,9 @@ class BEAR:
             "epoch": self.epoch,
             "total_step": self.total_step,
             "provenance": json.loads(json.dumps(self.provenance)),
+            "ood_sample": None
+            if self.ood_sample is None
+            else {k: torch.from_numpy(v) for k, v in vars(self.ood_sample).items()},
         }
 
     def load_model(self, fname: str | Path) -> None:
@@ -438,6 +444,12 @@ class BEAR:
             ) from exc
         self.epoch, self.total_step = int(state["epoch"]), int(state["total_step"])
         self.provenance = dict(state.get("provenance", {}))
+        sample = state.get("ood_sample")  # absent from files of earlier versions
+        self.ood_sample = (
+            None
+            if sample is None
+            else CalibrationSample(**{k: v.numpy() for k, v in sample.items()})
+        )
 
     def params_json(self) -> dict[str, Any]:
         """What params.json holds: the parameters, the fitted scalers and the shapes."""
@@ -481,13 +493,16 @@ class BEAR:
         """Write a policy bundle directory (policy, sampler and critic ensemble as ONNX plus
         manifest.json) for the torch-free runtime `bear_core.bundle.load_bundle`. Atomic.
         A held-out estimate of this policy (from fit with a holdout) becomes the manifest's
-        `evaluation`."""
+        `evaluation`; the training rows `fit` kept calibrate its out-of-distribution detector."""
         from bear_core.export.bundle_export import export_bundle
 
         provenance = {**self.provenance, "epochs": self.epoch, "total_steps": self.total_step}
         evaluation = provenance.pop("evaluation", None)  # the manifest's own field
         params = json.loads(json.dumps(self.params_json()))
-        return export_bundle(self._require_impl(), path, params, provenance, evaluation)
+        return export_bundle(
+            self._require_impl(), path, params, provenance, evaluation,
+            ood_sample=self.ood_sample, ood_seed=self._config.seed,
+        )  # fmt: skip
 
     # --- input checks -----------------------------------------------------------------------------
 

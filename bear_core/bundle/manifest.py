@@ -5,6 +5,7 @@ Layout of a bundle directory:
     policy.onnx     observations [N, *obs] -> actions [N, A]              (= BEAR.predict)
     sampler.onnx    observations, noise [N, A] ~ N(0, I) -> actions [N, A] (= BEAR.sample_action)
     critics.onnx    observations, actions [N, A] -> q_values [N, K]       (per-critic Q)
+    ood_reference.npy  the out-of-distribution detector's reference rows (optional, `ood`)
 Scalers are baked into the graphs: inputs and outputs are in the data's own units.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bear_core.bundle.ood import OODSpec
 from bear_core.errors import BundleError
 
 BUNDLE_FORMAT = "bear-bundle"
@@ -46,6 +48,9 @@ class Manifest:
     # the exported policy's value estimated on episodes held out of training (EVALUATION_KEYS);
     # None (and absent from the JSON) when there is none
     evaluation: dict[str, Any] | None = None
+    # the out-of-distribution detector (`bear_core.bundle.ood`); None (and absent from the JSON)
+    # in bundles without one
+    ood: OODSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object, sealed with manifest_sha256 over everything else in it."""
@@ -69,6 +74,8 @@ class Manifest:
         }
         if self.evaluation is not None:
             body["evaluation"] = self.evaluation
+        if self.ood is not None:
+            body["ood"] = self.ood.to_dict()
         return {**body, "manifest_sha256": manifest_digest(body)}
 
     @classmethod
@@ -126,6 +133,7 @@ class Manifest:
             versions=dict(raw.get("versions", {})),
             created=str(raw.get("created", "")),
             evaluation=_evaluation(raw.get("evaluation")),
+            ood=_ood(raw.get("ood"), math.prod(shape) + action_size, files),
         )
 
 
@@ -219,6 +227,20 @@ def _evaluation(value: Any) -> dict[str, Any] | None:
     ):
         raise BundleError(problem)
     return dict(value)
+
+
+def _ood(value: Any, width: int, files: dict[str, Any]) -> OODSpec | None:
+    """The optional 'ood' object (`OODSpec`); null or absent in bundles without a detector.
+    Its reference file must be one of the sealed 'files'."""
+    if value is None:
+        return None
+    try:
+        spec = OODSpec.from_dict(value, width)
+    except ValueError as exc:
+        raise BundleError(f"{MANIFEST_FILE}: 'ood' {exc}") from None
+    if spec.reference_file not in files:
+        raise BundleError(f"{MANIFEST_FILE}: 'files' must list {spec.reference_file!r} ('ood')")
+    return spec
 
 
 def _finite(value: Any) -> bool:

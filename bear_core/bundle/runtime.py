@@ -10,6 +10,7 @@ threads unless asked for.
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from bear_core.bundle.manifest import GRAPH_FILES, MANIFEST_FILE, Manifest, read_manifest
+from bear_core.bundle.ood import OODDetector
 from bear_core.errors import BundleError
 
 FloatArray = npt.NDArray[np.float32]
@@ -35,11 +37,19 @@ def session_options(intra_op_threads: int = 1, spinning: bool = False) -> ort.Se
 
 
 class PolicyBundle:
-    """A loaded, verified bundle. Build it with `load_bundle`."""
+    """A loaded, verified bundle. Build it with `load_bundle`. `ood` is its out-of-distribution
+    detector, None in bundles exported without one."""
 
-    def __init__(self, path: Path, manifest: Manifest, sessions: dict[str, ort.InferenceSession]):
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        sessions: dict[str, ort.InferenceSession],
+        ood: OODDetector | None = None,
+    ):
         self.path = path
         self.manifest = manifest
+        self.ood = ood
         self._policy = sessions["policy"]
         self._sampler = sessions["sampler"]
         self._critics = sessions["critics"]
@@ -90,6 +100,18 @@ class PolicyBundle:
         """Q(s, a) [N] as the ensemble mean; with_std also the ensemble's population std [N]."""
         values, stds = value_stats(self.predict_q(observations, actions), with_std)
         return values if stds is None else (values, stds)
+
+    def ood_scores(self, observations: Any, actions: Any | None = None) -> FloatArray:
+        """Out-of-distribution scores [N] of observations, or of (observation, action) pairs
+        when actions are given, relative to the detector's threshold: above 1 is flagged.
+        BundleError when the bundle has no detector."""
+        if self.ood is None:
+            raise BundleError(f"{self.path}: this bundle has no out-of-distribution detector")
+        obs = self.check_observations(observations)
+        if actions is None:
+            return self.ood.score_observations(obs)
+        act = check_batch(actions, "actions", (self.action_size,), np.float32, rows=len(obs))
+        return self.ood.score_pairs(obs, act)
 
     # --- inputs ---------------------------------------------------------------------------------
 
@@ -173,7 +195,23 @@ def load_bundle(
             raise BundleError(f"{file}: onnxruntime cannot load it ({exc})") from None
         _check_signature(session, file, graph, manifest)
         sessions[graph] = session
-    return PolicyBundle(root, manifest, sessions)
+    return PolicyBundle(root, manifest, sessions, _load_ood(root, manifest))
+
+
+def _load_ood(root: Path, manifest: Manifest) -> OODDetector | None:
+    """The detector's reference rows, verified against the manifest and loaded once."""
+    spec = manifest.ood
+    if spec is None:
+        return None
+    file = spec.reference_file
+    data = _read_verified(root, file, manifest.files[file])
+    try:
+        reference = np.load(io.BytesIO(data), allow_pickle=False)
+        return OODDetector(spec, reference, int(np.prod(manifest.observation_shape)))
+    except (ValueError, OSError, EOFError) as exc:
+        raise BundleError(
+            f"{file}: not the reference rows {MANIFEST_FILE} describes ({exc})"
+        ) from None
 
 
 def _read_verified(root: Path, file: str, expected: str) -> bytes:

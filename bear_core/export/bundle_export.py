@@ -26,6 +26,7 @@ from bear_core.bundle.manifest import (
     Manifest,
     sha256_file,
 )
+from bear_core.bundle.ood import CalibrationSample, OODSpec, calibrate
 from bear_core.io_utils import atomic_write_json, atomic_write_with
 
 ONNX_OPSET = 18
@@ -131,10 +132,14 @@ def export_bundle(
     params: dict[str, Any],
     provenance: dict[str, Any],
     evaluation: dict[str, Any] | None = None,
+    ood_sample: CalibrationSample | None = None,
+    ood_seed: int = 0,
 ) -> Path:
     """Write a bundle directory atomically: build it in a temporary sibling directory, load it
     back with the torch-free runtime, check it against torch, then rename it into place.
-    `evaluation` (the policy's held-out value estimate) goes into the manifest as is."""
+    `evaluation` (the policy's held-out value estimate) goes into the manifest as is. With
+    `ood_sample` (training rows), an out-of-distribution detector is calibrated on it (seeded by
+    `ood_seed`) and its reference rows written as a member file."""
     from bear_core.bundle.runtime import load_bundle
 
     target = Path(path)
@@ -153,6 +158,10 @@ def export_bundle(
         }
         for name, (module, args, inputs, outputs) in graphs.items():
             export_onnx(module, args, tmp / GRAPH_FILES[name], inputs, outputs)
+        files = list(GRAPH_FILES.values())
+        ood = None if ood_sample is None else _write_ood(tmp, ood_sample, ood_seed)
+        if ood is not None:
+            files.append(ood.reference_file)
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             observation_shape=obs_shape,
@@ -163,12 +172,13 @@ def export_bundle(
             n_critics=m.critics.n_critics,
             q_func_type=str(params.get("q_func_type", "mean")),
             opset=ONNX_OPSET,
-            files={f: sha256_file(tmp / f) for f in GRAPH_FILES.values()},
+            files={f: sha256_file(tmp / f) for f in files},
             params=params,
             provenance=provenance,
             versions=library_versions(),
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             evaluation=evaluation,
+            ood=ood,
         )
         atomic_write_json(tmp / MANIFEST_FILE, manifest.to_dict())
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a bundle is shared
@@ -178,6 +188,18 @@ def export_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _write_ood(directory: Path, sample: CalibrationSample, seed: int) -> OODSpec:
+    """Calibrate the detector on the training rows and write its reference rows."""
+    spec, reference = calibrate(sample, seed=seed)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a path
+            np.save(f, reference, allow_pickle=False)
+
+    atomic_write_with(directory / spec.reference_file, write)
+    return spec
 
 
 def _umask() -> int:

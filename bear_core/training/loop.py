@@ -22,6 +22,7 @@ import torch
 
 from bear_core.bear.modules import TorchBatch
 from bear_core.bear.update import metrics_to_floats
+from bear_core.bundle.ood import calibration_sample
 from bear_core.dataset import Episode, MDPDataset, TransitionBuffer
 from bear_core.training.rollouts import ModelRollouts
 from bear_core.training.run_logger import RunLogger, progress_bar, run_directory
@@ -112,6 +113,9 @@ def fitter(
         m.observation_scaler.fit(buffer.observations)
     if not m.action_scaler.fitted:
         m.action_scaler.fit(buffer.actions, bounds)
+    algo.ood_sample = calibration_sample(
+        buffer.observations, buffer.actions, [len(e) for e in train_episodes], algo.config.seed
+    )
 
     given = TransitionBuffer.from_episodes(given_episodes) if held_out else buffer
     algo.provenance.pop("evaluation", None)  # of an earlier selection, not of what trains now
