@@ -51,9 +51,11 @@ def test_measure_reports_the_gap_and_warns_only_above_the_bound() -> None:
     sane = probe.measure(ConstantCritic(-15.0), temperature=0.0)
     assert sane["value_excess"] < 0
     assert sane["value_return_corr"] > 0.9  # later steps: higher Q here, and higher returns
-    assert warn_if_diverging(3, sane) is None
+    assert warn_if_diverging(3, sane, previous_value=None) is None
 
     diverged = probe.measure(ConstantCritic(40.0), temperature=0.0)
     assert diverged["value_excess"] == pytest.approx(diverged["value_mean"] + 10.0)
     with pytest.warns(ValueDivergenceWarning, match="epoch 7"):
-        assert "diverging" in str(warn_if_diverging(7, diverged))
+        assert "diverging" in str(warn_if_diverging(7, diverged, previous_value=30.0))
+    # above the bound but coming down to it (critics start near 0): learning, no warning
+    assert warn_if_diverging(8, diverged, previous_value=50.0) is None

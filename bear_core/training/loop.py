@@ -145,6 +145,7 @@ def fitter(
     logger.write_params(algo.params_json())
     n = len(buffer)
     probe = ValueProbe.from_episodes(train_episodes, cfg.gamma, cfg.seed)
+    previous_value: float | None = None
 
     done_in_epoch = algo.total_step - algo.epoch * steps_per_epoch
     start = time.monotonic()
@@ -185,7 +186,8 @@ def fitter(
             for name, scorer in (scorers or {}).items():
                 results[name] = float(scorer(algo, eval_episodes or []))
             results.update(probe.measure(algo, temperature=float(m.log_temp.value.detach().exp())))
-            value_warning = warn_if_diverging(epoch, results)
+            value_warning = warn_if_diverging(epoch, results, previous_value)
+            previous_value = results["value_mean"]
             algo.epoch = epoch
             algo.provenance["final_metrics"] = results
             logger.log_epoch(epoch, algo.total_step, results)

@@ -7,8 +7,8 @@ Every discounted value of a policy lies below
 r_max the largest reward in the data and gamma T |A| log 2 the most the soft-entropy term of
 the target can add per step (T the current SAC temperature; a tanh-squashed policy on
 [-1, 1]^|A| has entropy at most |A| log 2). A critic whose mean Q on the data's own (s, a) goes
-above Q_max is extrapolating its own errors: the log line, the metrics and a
-`ValueDivergenceWarning` say so. The probe is a fixed, seeded sample of the training
+above Q_max, and still rising, is extrapolating its own errors: the log line, the metrics and
+a `ValueDivergenceWarning` say so. The probe is a fixed, seeded sample of the training
 transitions, with their Monte-Carlo discounted returns (the behaviour's values, a sanity
 reference rather than a target: Q of a better policy may sit above them)."""
 
@@ -88,15 +88,21 @@ class ValueProbe:
         }
 
 
-def warn_if_diverging(epoch: int, metrics: dict[str, float]) -> str | None:
-    """Issue a ValueDivergenceWarning (and return its text) when value_excess > 0."""
+def warn_if_diverging(
+    epoch: int, metrics: dict[str, float], previous_value: float | None
+) -> str | None:
+    """Issue a ValueDivergenceWarning (and return its text) when the mean Q is above the bound
+    and still rising since the previous epoch (`previous_value`). Critics start near 0, so
+    with negative rewards they begin above the bound and come down to it: that is learning,
+    not divergence, and does not warn."""
     excess = metrics.get("value_excess", math.nan)
-    if not excess > 0:
+    rising = previous_value is None or metrics["value_mean"] > previous_value
+    if not (excess > 0 and rising):
         return None
     message = (
         f"epoch {epoch}: the critics' mean Q on the data ({metrics['value_mean']:.4g}) is "
-        f"{excess:.4g} above the bound the rewards allow ({metrics['value_bound']:.4g}): "
-        "the critics are diverging"
+        f"{excess:.4g} above the bound the rewards allow ({metrics['value_bound']:.4g}) "
+        "and rising: the critics are diverging"
     )
     warnings.warn(message, ValueDivergenceWarning, stacklevel=2)
     return message
