@@ -12,7 +12,8 @@ or MuJoCo Reacher-v5), at the defaults plus `scaler="standard"`, on one torch th
 
 `--reference` runs the reference implementation's defaults instead (SAC temperature with
 temp_learning_rate=3e-4 from initial_temperature=1.0, and the Gaussian MMD kernel), for the
-before/after comparison. Per seed, the summary line gives the final and best returns, final/best
+before/after comparison; `--set NAME=JSON` changes one parameter (repeatable), for the
+experiments that rule a cause in or out. Per seed, the summary line gives the final and best returns, final/best
 (returns are negative: the ratio is best/final, >= 0.95 means the final policy keeps 95% of the
 best), and the behaviour data's mean return.
 
@@ -64,6 +65,7 @@ def run(task: str, data: MDPDataset, seed: int, args: argparse.Namespace) -> dic
     }
     if args.reference:
         params.update(REFERENCE)
+    params.update(args.set)
     bear = BEAR(**params)
     greedy_return = evaluate_on_environment(gym.make(env_id), n_trials=args.trials, seed=10_000)
     rows = []
@@ -100,6 +102,13 @@ def run(task: str, data: MDPDataset, seed: int, args: argparse.Namespace) -> dic
     }
 
 
+def _parameter(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=JSON, got {text!r}")
+    return name, json.loads(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=sorted(TASKS), default="pendulum")
@@ -109,7 +118,16 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--episodes", type=int, default=None, help="episodes of data")
     parser.add_argument("--reference", action="store_true", help="the reference's defaults")
+    parser.add_argument(
+        "--set",
+        type=_parameter,
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="a BEAR parameter, e.g. --set lam=1.0 --set scaler=null",
+    )
     args = parser.parse_args()
+    args.set = dict(args.set)
     if args.steps % STEPS_PER_EPOCH or args.eval_every % STEPS_PER_EPOCH:
         parser.error(f"--steps and --eval-every must be multiples of {STEPS_PER_EPOCH}")
     torch.set_num_threads(1)
@@ -132,6 +150,7 @@ def main() -> None:
             {
                 "task": args.task,
                 "reference_defaults": args.reference,
+                "parameters": args.set,
                 "threads": 1,
                 "behaviour_return": behaviour,
                 "results": results,
