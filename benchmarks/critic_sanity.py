@@ -13,9 +13,9 @@ or MuJoCo Reacher-v5), at the defaults plus `scaler="standard"`, on one torch th
 `--reference` runs the reference implementation's defaults instead (SAC temperature with
 temp_learning_rate=3e-4 from initial_temperature=1.0, and the Gaussian MMD kernel), for the
 before/after comparison; `--set NAME=JSON` changes one parameter (repeatable), for the
-experiments that rule a cause in or out. Per seed, the summary line gives the final and best returns, final/best
-(returns are negative: the ratio is best/final, >= 0.95 means the final policy keeps 95% of the
-best), and the behaviour data's mean return.
+experiments that rule a cause in or out. Per seed, the summary line gives the final and best
+returns, final/best (returns are negative: the ratio is best/final, >= 0.95 means the final
+policy keeps 95% of the best), and the behaviour data's mean return.
 
     .venv/bin/python benchmarks/critic_sanity.py --task pendulum --steps 30000 --eval-every 2000
     .venv/bin/python benchmarks/critic_sanity.py --task reacher --seeds 0 1 2 --steps 10000
