@@ -43,6 +43,12 @@ class Metrics:
             ["model", "version", "graph"],
             registry=self.registry,
         )
+        self.ood_rows = Counter(
+            "bear_ood_rows",
+            "Rows scored by a model's out-of-distribution detector, by whether they were flagged",
+            ["model", "version", "flagged"],
+            registry=self.registry,
+        )
         self.load_failures = Counter(
             "bear_model_load_failures",
             "Model versions that failed to load or verify",

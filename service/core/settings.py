@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     batching: bool = Field(default=False, description="micro-batch concurrent requests per model")
     batch_max_rows: int = Field(default=64, ge=1)
     batch_max_delay_ms: float = Field(default=0.0, ge=0.0, le=100.0)
+    ood_default: bool = Field(
+        default=False,
+        description="return the out-of-distribution flag (ood, ood_score) on every inference "
+        "call whose model has a detector, unless the request says otherwise",
+    )
     log_level: str = "INFO"
     dispatcher: bool = Field(
         default=True,

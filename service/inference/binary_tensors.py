@@ -14,7 +14,6 @@ import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import numpy as np
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
@@ -109,9 +108,8 @@ def split_tail(sizes: dict[str, object], tail: memoryview | None) -> dict[str, m
     return slices
 
 
-def binary_response(header: bytes, arrays: list[np.ndarray]) -> Response:
-    """The JSON header, then each array as raw little-endian float32."""
-    raw = [np.ascontiguousarray(a, dtype="<f4").data.cast("B") for a in arrays]
+def binary_response(header: bytes, raw: list[bytes]) -> Response:
+    """The JSON header, then each output's raw bytes."""
     return Response(
         b"".join([header, *raw]),
         media_type="application/octet-stream",

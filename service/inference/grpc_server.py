@@ -36,7 +36,6 @@ from typing import Any, Protocol, TypeVar
 import anyio.to_thread
 import grpc
 import grpc.aio
-import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -120,6 +119,7 @@ class InferenceService:
     ) -> None:
         self._models = models
         self._max_batch = settings.max_batch
+        self._ood_default = settings.ood_default
         self._keys = settings.api_keys if settings.require_key_for_inference else None
         self._metrics = metrics
         self._log = logger
@@ -181,7 +181,9 @@ class InferenceService:
         )
         tensors = request.inputs
         wanted = oip_infer.check_names(
-            [tensor.name for tensor in tensors], [output.name for output in request.outputs]
+            [tensor.name for tensor in tensors],
+            [output.name for output in request.outputs],
+            self._ood_default and served.bundle.ood is not None,
         )
         raw = request.raw_input_contents
         if raw and len(raw) != len(tensors):
@@ -201,13 +203,11 @@ class InferenceService:
             id=request.id,
             outputs=[
                 pb.ModelInferResponse.InferOutputTensor(
-                    name=name, datatype="FP32", shape=array.shape
+                    name=name, datatype=oip_infer.datatype(name), shape=array.shape
                 )
                 for name, array in results.items()
             ],
-            raw_output_contents=[
-                np.ascontiguousarray(array, dtype="<f4").tobytes() for array in results.values()
-            ],
+            raw_output_contents=[oip_infer.output_bytes(array) for array in results.values()],
         )
 
     @staticmethod

@@ -37,24 +37,56 @@ def _observations(served: ServedModel, rows: list[list[float]], max_batch: int) 
     )
 
 
+async def _ood(
+    served: ServedModel, wanted: bool, observations: np.ndarray, actions: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The response's ood and ood_score fields when `wanted` (nothing otherwise)."""
+    if not wanted:
+        return {}
+    flags, scores = await served.ood(observations, actions)
+    return {"ood": flags.tolist(), "ood_score": scores.tolist()}
+
+
 def _add_routes(prefix: str, resolve: Resolver) -> None:
     Model = Annotated[ServedModel, Depends(resolve)]
 
-    @router.post(f"{prefix}/predict", responses=ERRORS, summary="greedy actions")
+    @router.post(
+        f"{prefix}/predict",
+        responses=ERRORS,
+        response_model_exclude_none=True,
+        summary="greedy actions",
+    )
     async def predict(
         body: PredictRequest, served: Model, settings: SettingsDep
     ) -> ActionsResponse:
         observations = _observations(served, body.observations, settings.max_batch)
+        ood = served.wants_ood(body.ood, settings.ood_default)
         actions = await served.predict(observations)
-        return ActionsResponse(actions=actions.tolist(), model=served.name, version=served.version)
+        return ActionsResponse(
+            actions=actions.tolist(),
+            model=served.name,
+            version=served.version,
+            **await _ood(served, ood, observations),
+        )
 
-    @router.post(f"{prefix}/sample_action", responses=ERRORS, summary="sampled actions")
+    @router.post(
+        f"{prefix}/sample_action",
+        responses=ERRORS,
+        response_model_exclude_none=True,
+        summary="sampled actions",
+    )
     async def sample_action(
         body: SampleActionRequest, served: Model, settings: SettingsDep
     ) -> ActionsResponse:
         observations = _observations(served, body.observations, settings.max_batch)
+        ood = served.wants_ood(body.ood, settings.ood_default)
         actions = await served.sample(observations, body.seed)
-        return ActionsResponse(actions=actions.tolist(), model=served.name, version=served.version)
+        return ActionsResponse(
+            actions=actions.tolist(),
+            model=served.name,
+            version=served.version,
+            **await _ood(served, ood, observations),
+        )
 
     @router.post(
         f"{prefix}/value",
@@ -72,6 +104,7 @@ def _add_routes(prefix: str, resolve: Resolver) -> None:
             settings.max_batch,
             rows=len(observations),
         )
+        ood = served.wants_ood(body.ood, settings.ood_default)
         q = await served.q_values(observations, actions)
         values, stds = value_stats(q, body.with_std)
         return ValueResponse(
@@ -80,6 +113,7 @@ def _add_routes(prefix: str, resolve: Resolver) -> None:
             per_critic=q.tolist() if body.per_critic else None,
             model=served.name,
             version=served.version,
+            **await _ood(served, ood, observations, actions),
         )
 
 

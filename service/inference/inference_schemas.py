@@ -11,6 +11,12 @@ from service.core.api_schemas import Request, Response
 Row = Annotated[list[float], Field(min_length=1)]
 Batch = Annotated[list[Row], Field(min_length=1, description="[N, width] rows, N >= 1")]
 Scalar = str | int | float | bool
+OOD_FIELD = Field(
+    default=None,
+    description="also return ood (flagged outside the training data's support) and ood_score "
+    "(the detector's score over its threshold: above 1 is flagged) per row; default: the "
+    "server's BEAR_OOD_DEFAULT",
+)
 
 
 class OipRequest(BaseModel):
@@ -25,6 +31,7 @@ class OipRequest(BaseModel):
 
 class PredictRequest(Request):
     observations: Batch
+    ood: bool | None = OOD_FIELD
 
 
 class SampleActionRequest(Request):
@@ -32,6 +39,7 @@ class SampleActionRequest(Request):
     seed: int | None = Field(
         default=None, ge=0, le=2**63 - 1, description="makes the draw reproducible"
     )
+    ood: bool | None = OOD_FIELD
 
 
 class ValueRequest(Request):
@@ -41,10 +49,21 @@ class ValueRequest(Request):
         default=False, description="also return the std over the critic ensemble"
     )
     per_critic: bool = Field(default=False, description="also return every critic's value")
+    ood: bool | None = Field(
+        default=None,
+        description="also return ood and ood_score per (observation, action) pair; default: "
+        "the server's BEAR_OOD_DEFAULT",
+    )
 
 
 class ActionsResponse(Response):
     actions: list[list[float]]
+    ood: list[bool] | None = Field(
+        default=None, description="per row: outside the support of the model's training data"
+    )
+    ood_score: list[float] | None = Field(
+        default=None, description="per row: detector score over its threshold (> 1: flagged)"
+    )
     model: str
     version: str
 
@@ -53,6 +72,12 @@ class ValueResponse(Response):
     values: list[float] = Field(description="mean over the critic ensemble")
     stds: list[float] | None = Field(default=None, description="population std over the ensemble")
     per_critic: list[list[float]] | None = Field(default=None, description="[N, n_critics]")
+    ood: list[bool] | None = Field(
+        default=None, description="per pair: outside the support of the model's training data"
+    )
+    ood_score: list[float] | None = Field(
+        default=None, description="per pair: detector score over its threshold (> 1: flagged)"
+    )
     model: str
     version: str
 
@@ -96,7 +121,9 @@ class InferOutput(Response):
     parameters: dict[str, Scalar] | None = Field(
         default=None, description="'binary_data_size' of a binary output"
     )
-    data: list[float] | None = Field(default=None, description="absent for a binary output")
+    data: list[bool] | list[float] | None = Field(
+        default=None, description="absent for a binary output"
+    )
 
 
 class InferResponse(Response):

@@ -7,7 +7,11 @@ Each model is one OIP model. Inputs: `observations` [-1, *obs] and, for the crit
 `actions` [-1, A], in any numeric datatype (`DATATYPES`; values are converted to float32).
 Outputs (default `actions`): `actions` (greedy), `sampled_actions` (request parameter `seed`
 makes them reproducible), `q_values` [-1, K] per critic, `values` [-1] and `stds` [-1] (mean
-and std over the critic ensemble), all FP32.
+and std over the critic ensemble), all FP32; and, for models with an out-of-distribution
+detector, `ood` [-1] (BOOL: flagged) and `ood_score` [-1] (FP32: score over the threshold), of
+the (observation, action) pairs when the request has an `actions` input, else of the
+observations. With the server's BEAR_OOD_DEFAULT, a request that names no outputs gets `actions`,
+`ood` and `ood_score`.
 """
 
 from __future__ import annotations
@@ -47,8 +51,20 @@ DATATYPES = {
     ]
 }
 INPUTS = ("observations", "actions")
-OUTPUTS = ("actions", "sampled_actions", "q_values", "values", "stds")
+OUTPUTS = ("actions", "sampled_actions", "q_values", "values", "stds", "ood", "ood_score")
 _CRITIC_OUTPUTS = frozenset(("q_values", "values", "stds"))
+_OOD_OUTPUTS = frozenset(("ood", "ood_score"))
+
+
+def datatype(output: str) -> str:
+    """The output's OIP datatype: BOOL for `ood`, FP32 for every other one."""
+    return "BOOL" if output == "ood" else "FP32"
+
+
+def output_bytes(array: np.ndarray) -> bytes:
+    """An output's raw little-endian contents: one byte per BOOL, four per FP32."""
+    kind = np.bool_ if array.dtype == np.bool_ else np.dtype("<f4")
+    return np.ascontiguousarray(array, dtype=kind).tobytes()
 
 
 def server_metadata() -> ServerMetadata:
@@ -73,6 +89,14 @@ def model_metadata(served: ServedModel, versions: list[str]) -> ModelMetadata:
             TensorMetadata(name="q_values", datatype="FP32", shape=[-1, served.bundle.n_critics]),
             TensorMetadata(name="values", datatype="FP32", shape=[-1]),
             TensorMetadata(name="stds", datatype="FP32", shape=[-1]),
+            *(
+                [
+                    TensorMetadata(name="ood", datatype="BOOL", shape=[-1]),
+                    TensorMetadata(name="ood_score", datatype="FP32", shape=[-1]),
+                ]
+                if served.bundle.ood is not None
+                else []
+            ),
         ],
     )
 
@@ -92,13 +116,15 @@ class TensorIn:
     raw_field: str
 
 
-def check_names(inputs: Sequence[str], outputs: Sequence[str]) -> list[str]:
-    """The outputs to compute (default: `actions`), once the input and output names are known
-    and given once each."""
+def check_names(
+    inputs: Sequence[str], outputs: Sequence[str], ood_default: bool = False
+) -> list[str]:
+    """The outputs to compute (default: `actions`, and with `ood_default` also `ood` and
+    `ood_score`), once the input and output names are known and given once each."""
     _unique(inputs, "inputs")
     if set(inputs) - set(INPUTS) or "observations" not in inputs:
         raise InvalidInput("inputs: expected 'observations' (and 'actions' for critic outputs)")
-    wanted = list(outputs) or ["actions"]
+    wanted = list(outputs) or ["actions", *(("ood", "ood_score") if ood_default else ())]
     _unique(wanted, "outputs")
     for name in wanted:
         if name not in OUTPUTS:
@@ -119,6 +145,10 @@ async def infer(
         inputs["observations"], manifest.observation_shape, manifest.observation_dtype, max_batch
     )
     results: dict[str, np.ndarray] = {}
+    ood = not _OOD_OUTPUTS.isdisjoint(wanted) and served.wants_ood(True, False)
+    act = None
+    if "actions" in inputs and (ood or not _CRITIC_OUTPUTS.isdisjoint(wanted)):
+        act = _batch(inputs["actions"], (manifest.action_size,), "float32", max_batch, len(obs))
     if "actions" in wanted:
         results["actions"] = await served.predict(obs)
     if "sampled_actions" in wanted:
@@ -126,14 +156,15 @@ async def infer(
             raise InvalidInput("parameters.seed: must be a non-negative integer")
         results["sampled_actions"] = await served.sample(obs, seed)
     if not _CRITIC_OUTPUTS.isdisjoint(wanted):
-        if "actions" not in inputs:
+        if act is None:
             raise InvalidInput("inputs: 'actions' is required for q_values, values and stds")
-        act = _batch(inputs["actions"], (manifest.action_size,), "float32", max_batch, len(obs))
         q = await served.q_values(obs, act)
         values, stds = value_stats(q, with_std="stds" in wanted)
         results.update(q_values=q, values=values)
         if stds is not None:
             results["stds"] = stds
+    if ood:
+        results["ood"], results["ood_score"] = await served.ood(obs, act)
     return {name: results[name] for name in wanted}
 
 

@@ -6,7 +6,7 @@ service shares). Outputs are picked with `outputs` (default `actions`). Errors a
 Bodies are JSON with or without a Content-Type (stock clients send none), or use the binary
 tensor data extension (`binary_tensors`), which Triton's client does by default. Inputs may be
 any numeric datatype (FP16/32/64, INT8..64, UINT8..64); values are converted to float32.
-Outputs are FP32, as JSON `data` or, when asked for, raw after the JSON header.
+Outputs are FP32 (`ood`: BOOL), as JSON `data` or, when asked for, raw after the JSON header.
 """
 
 from typing import Annotated, Any
@@ -18,6 +18,7 @@ from service.core.api_schemas import error_responses
 from service.core.deps import SettingsDep
 from service.core.http_errors import InvalidInput
 from service.core.security import require_inference_key
+from service.core.settings import Settings
 from service.inference import oip_infer
 from service.inference.binary_tensors import (
     BinaryBodyRoute,
@@ -66,10 +67,12 @@ def _binary_outputs(body: InferRequest, wanted: list[str]) -> list[bool]:
 
 
 async def _infer(
-    served: ServedModel, body: InferRequest, max_batch: int, tail: memoryview | None
+    served: ServedModel, body: InferRequest, settings: Settings, tail: memoryview | None
 ) -> InferResponse | Response:
     wanted = oip_infer.check_names(
-        [tensor.name for tensor in body.inputs], [o.name for o in body.outputs or []]
+        [tensor.name for tensor in body.inputs],
+        [o.name for o in body.outputs or []],
+        settings.ood_default and served.bundle.ood is not None,
     )
     raw = split_tail(
         {
@@ -93,7 +96,12 @@ async def _infer(
         for tensor in body.inputs
     }
     seed = (body.parameters or {}).get("seed")
-    results = await oip_infer.infer(served, inputs, wanted, seed, max_batch)
+    results = await oip_infer.infer(served, inputs, wanted, seed, settings.max_batch)
+    raw_outputs = {
+        name: oip_infer.output_bytes(results[name])
+        for name, raw_out in zip(wanted, binary, strict=True)
+        if raw_out
+    }
     response = InferResponse(
         model_name=served.name,
         model_version=served.version,
@@ -102,19 +110,19 @@ async def _infer(
             InferOutput(
                 name=name,
                 shape=list(results[name].shape),
-                datatype="FP32",
-                parameters={"binary_data_size": 4 * results[name].size} if raw_out else None,
-                data=None if raw_out else results[name].ravel().tolist(),
+                datatype=oip_infer.datatype(name),
+                parameters={"binary_data_size": len(raw_outputs[name])}
+                if name in raw_outputs
+                else None,
+                data=None if name in raw_outputs else results[name].ravel().tolist(),
             )
-            for name, raw_out in zip(wanted, binary, strict=True)
+            for name in wanted
         ],
     )
-    if not any(binary):
+    if not raw_outputs:
         return response
     header = response.model_dump_json(exclude_none=True).encode()
-    return binary_response(
-        header, [results[n] for n, raw_out in zip(wanted, binary, strict=True) if raw_out]
-    )
+    return binary_response(header, list(raw_outputs.values()))
 
 
 def _add_model_routes(prefix: str, resolve: Any) -> None:
@@ -140,7 +148,7 @@ def _add_model_routes(prefix: str, resolve: Any) -> None:
     async def infer(
         body: InferRequest, served: Model, settings: SettingsDep, request: Request
     ) -> InferResponse | Response:
-        return await _infer(served, body, settings.max_batch, binary_tail(request))
+        return await _infer(served, body, settings, binary_tail(request))
 
 
 _add_model_routes("/models/{name}", named_model)

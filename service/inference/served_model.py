@@ -11,6 +11,8 @@ import anyio.to_thread
 import numpy as np
 
 from bear_core.bundle import PolicyBundle
+from bear_core.bundle.ood import flagged
+from service.core.http_errors import InvalidInput
 from service.core.prometheus import Metrics
 from service.inference.micro_batching import MicroBatcher
 
@@ -50,6 +52,10 @@ class ServedModel:
             else {}
         )
         self._rows = {graph: metrics.rows.labels(name, version, graph) for graph in self._graphs}
+        self._ood_rows = {
+            flag: metrics.ood_rows.labels(name, version, str(flag).lower())
+            for flag in (True, False)
+        }
 
     @property
     def observation_width(self) -> int:
@@ -68,6 +74,42 @@ class ServedModel:
         """Per-critic Q values [N, K]."""
         return await self._call("critics", observations, actions)
 
+    def wants_ood(self, requested: bool | None, default: bool) -> bool:
+        """Whether to score a request: as it asks (refused, naming `ood`, when this version has
+        no detector), else as `default` says where there is one."""
+        if requested is None:
+            return default and self.bundle.ood is not None
+        if requested and self.bundle.ood is None:
+            raise InvalidInput(
+                f"ood: model {self.name!r} version {self.version!r} has no out-of-distribution "
+                "detector (its bundle was exported without one)"
+            )
+        return requested
+
+    async def ood(
+        self, observations: np.ndarray, actions: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flags [N] and scores [N] (relative to the threshold) of observations, or of
+        (observation, action) pairs when actions are given; counted per flag."""
+        detector = self.bundle.ood
+        assert detector is not None  # wants_ood said so
+        if actions is None:
+            score: Callable[..., np.ndarray] = detector.score_observations
+            arrays: tuple[np.ndarray, ...] = (observations,)
+        else:
+            score, arrays = detector.score_pairs, (observations, actions)
+        if len(observations) > self._offload_rows:
+            scores = await anyio.to_thread.run_sync(score, *arrays)
+        else:
+            scores = score(*arrays)
+        flags = flagged(scores)
+        n_flagged = int(flags.sum())
+        if n_flagged:
+            self._ood_rows[True].inc(n_flagged)
+        if n_flagged < len(flags):
+            self._ood_rows[False].inc(len(flags) - n_flagged)
+        return flags, scores
+
     async def _call(self, graph: str, *arrays: np.ndarray) -> np.ndarray:
         rows = len(arrays[0])
         self._rows[graph].inc(rows)
@@ -85,3 +127,6 @@ class ServedModel:
         self.bundle.predict(obs)
         self.bundle.sample_with_noise(obs, act)
         self.bundle.predict_q(obs, act)
+        if self.bundle.ood is not None:
+            self.bundle.ood.score_observations(obs)
+            self.bundle.ood.score_pairs(obs, act)

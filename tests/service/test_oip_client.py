@@ -42,7 +42,7 @@ def test_server_metadata_advertises_binary_tensor_data(server: Server) -> None:
         meta = client.get_model_metadata(MODEL, "2")
     finally:
         client.close()
-    assert {t["name"] for t in meta["outputs"]} == set(OUTPUTS)
+    assert {t["name"] for t in meta["outputs"]} == {*OUTPUTS, "ood", "ood_score"}
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])

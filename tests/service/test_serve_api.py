@@ -88,7 +88,7 @@ def test_oip_server_health_and_metadata(server: Server, bundles: list[Bundle]) -
     inputs = {t["name"]: t["shape"] for t in meta["inputs"]}
     assert inputs == {"observations": [-1, OBS_SIZE], "actions": [-1, ACTION_SIZE]}
     outputs = {t["name"] for t in meta["outputs"]}
-    assert outputs == set(OIP_OUTPUTS)
+    assert outputs == {*OIP_OUTPUTS, "ood", "ood_score"}  # the bundles have a detector
 
 
 @pytest.mark.parametrize("version", [None, "2"])
