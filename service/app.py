@@ -34,6 +34,7 @@ from service.dashboard import dashboard_routes
 from service.datasets import dataset_routes
 from service.datasets.dataset_store import DatasetStore
 from service.inference import inference_routes, oip_routes
+from service.inference.fast_predict import FastPredict
 from service.inference.grpc_server import STOP_GRACE_S, start_grpc_server
 from service.inference.served_model import Execution
 from service.jobs import job_routes
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
     )
+    app.add_middleware(FastPredict)  # innermost: inside the body limit and request context
     app.add_middleware(
         BodyLimit, limit_for=_body_limit(settings), idle_timeout_s=settings.body_idle_timeout_s
     )

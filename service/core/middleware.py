@@ -7,10 +7,11 @@ status 499 (nginx's "client closed request"), not as a server error with a trace
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
+from prometheus_client import Counter, Histogram
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +26,9 @@ class RequestContext:
         self.app = app
         self._metrics = metrics
         self._log = logger
+        # each label set's series, looked up once (prometheus' own lookup costs microseconds)
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._timers: dict[str, Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,8 +65,7 @@ class RequestContext:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            self._metrics.requests.labels(template, scope["method"], str(status)).inc()
-            self._metrics.latency.labels(template).observe(elapsed)
+            self._count(template, scope["method"], status, elapsed)
             state = scope.get("state", {})
             self._log.info(
                 "client disconnected" if status == CLIENT_CLOSED else "request",
@@ -78,10 +81,21 @@ class RequestContext:
                 },
             )
 
+    def _count(self, template: str, method: str, status: int, elapsed: float) -> None:
+        counter = self._counters.get((template, method, status))
+        if counter is None:
+            counter = self._metrics.requests.labels(template, method, str(status))
+            self._counters[template, method, status] = counter
+        counter.inc()
+        timer = self._timers.get(template)
+        if timer is None:
+            timer = self._timers[template] = self._metrics.latency.labels(template)
+        timer.observe(elapsed)
+
 
 def _request_id(scope: Scope) -> bytes:
     headers: list[tuple[bytes, bytes]] = scope["headers"]
     for key, value in headers:
         if key == b"x-request-id" and _REQUEST_ID.fullmatch(value):
             return value
-    return uuid.uuid4().hex.encode()
+    return os.urandom(16).hex().encode()
