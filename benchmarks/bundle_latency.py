@@ -8,6 +8,10 @@ warm-up, each call is timed alone with time.perf_counter:
     predict                     bundle.predict vs BEAR.predict, batches of 1 and 1024
     predict_value_with_std      bundle.predict_value(with_std=True) vs BEAR's, batch 1
     sample_action               bundle.sample_action vs BEAR.sample_action, batch 1
+    ood_predict_batch_1         bundle.predict alone vs bundle.predict plus the bundle's
+                                out-of-distribution flag (score and threshold), batch 1: the
+                                cost `"ood": true` adds to a predict call (detector calibrated
+                                on 8000 rows: 2000 reference rows)
 
 Both sides use one thread (torch.set_num_threads(1); onnxruntime intra-op threads 1, the
 runtime's default). Repetitions alternate between the two sides in rounds, so that drift on a
@@ -44,6 +48,7 @@ if str(REPO_ROOT) not in sys.path:
 import bear_core  # noqa: E402
 from bear_core import BEAR  # noqa: E402
 from bear_core.bundle import PolicyBundle, load_bundle  # noqa: E402
+from bear_core.bundle.ood import flagged  # noqa: E402
 from bear_core.dataset import MDPDataset  # noqa: E402
 
 THREADS = 1
@@ -71,7 +76,7 @@ def stdout_to_stderr() -> Iterator[TextIO]:
         sys.stdout = saved
 
 
-def random_dataset(n: int = 2000, episode_length: int = 200) -> MDPDataset:
+def random_dataset(n: int = 8000, episode_length: int = 200) -> MDPDataset:
     rng = np.random.default_rng(SEED)
     observations = rng.normal(size=(n, OBSERVATION_SIZE)).astype(np.float32)
     actions = rng.uniform(-1.0, 1.0, size=(n, ACTION_SIZE)).astype(np.float32)
@@ -161,6 +166,34 @@ def compare(
     return result
 
 
+def with_and_without_ood(
+    bundle: PolicyBundle, obs: np.ndarray, reps: int, warmup: int
+) -> dict[str, Any]:
+    """predict vs predict plus the OOD flag, alternating in ROUNDS; the added cost is the
+    difference of the medians (and of the p99s)."""
+    detector = bundle.ood
+    assert detector is not None
+
+    def with_ood() -> None:
+        bundle.predict(obs)
+        flagged(detector.score_observations(obs))
+
+    sides = {"predict": lambda: bundle.predict(obs), "predict_with_ood": with_ood}
+    for fn in sides.values():
+        time_calls(fn, warmup)
+    samples: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(ROUNDS):
+        for name, fn in sides.items():
+            samples[name].extend(time_calls(fn, max(1, reps // ROUNDS)))
+    result: dict[str, Any] = {name: summary(s) for name, s in samples.items()}
+    result["added"] = {
+        stat: round(result["predict_with_ood"][stat] - result["predict"][stat], 2)
+        for stat in ("median", "p99")
+    }
+    result["n_reference"] = detector.spec.n_reference
+    return result
+
+
 def versions() -> dict[str, str]:
     return {
         "bear_core": bear_core.__version__,
@@ -221,6 +254,7 @@ def main() -> None:
                 args.reps_1,
                 args.warmup,
             ),
+            "ood_predict_batch_1": with_and_without_ood(bundle, obs_1, args.reps_1, args.warmup),
         }
     record = {
         "benchmark": "bundle_latency",
