@@ -88,7 +88,8 @@ def run(task: str, data: MDPDataset, seed: int, args: argparse.Namespace) -> dic
             }
             rows.append(row)
             print(
-                f"{task} seed={seed} " + " ".join(f"{k}={v:.4g}" for k, v in row.items()),
+                f"{task} seed={seed} step={step} "
+                + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "step"),
                 flush=True,
             )
     returns = [r["return"] for r in rows]
