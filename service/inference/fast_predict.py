@@ -80,7 +80,7 @@ async def _answer(served: ServedModel, body: bytes, max_batch: int) -> bytes | N
     """The JSON answer to a plain predict body; None for any other body."""
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # the route names what is wrong with the body
         return None
     rows = payload.get("observations") if type(payload) is dict and len(payload) == 1 else None
     if not _plain_rows(rows):
