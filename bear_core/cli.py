@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--select-candidates", type=int, default=5, help="epochs scored with --select ope"
     )
-    train.add_argument("--fqe-steps", type=int, default=2000, help="FQE steps per scored epoch")
+    train.add_argument("--fqe-steps", type=int, default=3000, help="FQE steps per scored epoch")
     train.add_argument(
         "--keep-checkpoints",
         type=keep_count,

@@ -11,13 +11,15 @@ controllers plus noise), five policies of different quality are trained on 80% o
     untrained     BEAR after one gradient step (its scalers fitted, its networks as initialised)
 
 The other 20% of the episodes (split by episode, seeded) are held out. Each policy is scored by
-`bear_core.ope.estimate_policy_value` (FQE on the held-out episodes, `--fqe-steps` steps) and by
-its true mean undiscounted return over `--trials` environment episodes
-(`bear_core.scorers.evaluate_on_environment`). The table gives both; below it, the Spearman rank
-correlation of the two columns and whether FQE's top pick is among the two truly best policies.
+`bear_core.ope.estimate_policy_value` at the library's defaults (FQE on the held-out episodes;
+`--fqe-steps` overrides its step count) and by its true mean undiscounted return over `--trials`
+environment episodes (`bear_core.scorers.evaluate_on_environment`). The table gives both; below
+it, the Spearman rank correlation of the two columns and whether FQE's top pick is among the two
+truly best policies.
 
-All networks are small ([64, 64]) and run on one torch thread, so the whole script takes a few
-minutes on a laptop-class CPU:
+BEAR's networks are small ([64, 64]), FQE's critics are the library's default (256, 256), and
+everything runs on one torch thread, so the whole script takes a few minutes on an idle
+laptop-class CPU (most of them FQE's):
 
     .venv/bin/python benchmarks/ope_ranking.py [--envs pendulum reacher] [--fqe-steps 3000]
 
@@ -27,6 +29,7 @@ Prints one table per environment and, last, one JSON line with every figure.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import tempfile
@@ -49,7 +52,7 @@ from bear_core.dataset import (  # noqa: E402
     generate_pendulum_dataset,
     generate_reacher_dataset,
 )
-from bear_core.ope import estimate_policy_value  # noqa: E402
+from bear_core.ope import FQE, estimate_policy_value  # noqa: E402
 from bear_core.scorers import evaluate_on_environment  # noqa: E402
 
 HIDDEN_UNITS = (64, 64)
@@ -123,15 +126,7 @@ def run_environment(name: str, args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         bear = train_bear(dataset, train, steps, rl=rl)
         train_s = time.perf_counter() - started
-        estimate = estimate_policy_value(
-            bear,
-            held_out,
-            n_steps=args.fqe_steps,
-            seed=SEED,
-            hidden_units=HIDDEN_UNITS,
-            learning_rate=args.fqe_learning_rate,
-            target_update_interval=args.target_update_interval,
-        )
+        estimate = estimate_policy_value(bear, held_out, n_steps=args.fqe_steps, seed=SEED)
         true_return = evaluate_on_environment(env, n_trials=args.trials, seed=EVAL_SEED)(bear)
         rows.append(
             {
@@ -182,9 +177,12 @@ def main() -> None:
     )
     parser.add_argument("--long", type=int, default=2000, help="BEAR steps of the long budget")
     parser.add_argument("--short", type=int, default=300, help="BEAR steps of the short budget")
-    parser.add_argument("--fqe-steps", type=int, default=3000)
-    parser.add_argument("--fqe-learning-rate", type=float, default=1e-3)
-    parser.add_argument("--target-update-interval", type=int, default=20)
+    parser.add_argument(
+        "--fqe-steps",
+        type=int,
+        default=_default(estimate_policy_value, "n_steps"),
+        help="FQE steps (default: estimate_policy_value's)",
+    )
     parser.add_argument("--trials", type=int, default=10, help="environment episodes per policy")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -193,14 +191,21 @@ def main() -> None:
     summary = {
         "fqe": {
             "n_steps": args.fqe_steps,
-            "learning_rate": args.fqe_learning_rate,
-            "target_update_interval": args.target_update_interval,
-            "hidden_units": list(HIDDEN_UNITS),
+            **{
+                name: _default(FQE, name)
+                for name in ("learning_rate", "target_update_interval", "hidden_units")
+            },
         },
         "environments": results,
         "seconds": time.perf_counter() - started,
     }
     print(json.dumps(summary))
+
+
+def _default(function: Callable[..., Any], name: str) -> Any:
+    """The default of `function`'s parameter `name`, JSON-ready."""
+    value = inspect.signature(function).parameters[name].default
+    return list(value) if isinstance(value, tuple) else value
 
 
 if __name__ == "__main__":

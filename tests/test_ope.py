@@ -24,8 +24,7 @@ from bear_core.scorers import (
 # The tiny MDP: two states s in {-1, 1} that alternate whatever the action; the reward of action
 # a in state s is 1 - (a - 0.5 s)^2, so the best action is 0.5 s (reward 1) and -0.5 s earns 0.
 GAMMA = 0.8
-TINY_FQE = {"hidden_units": (32, 32), "batch_size": 64, "learning_rate": 1e-3,
-            "target_update_interval": 20}  # fmt: skip
+TINY_FQE = {"hidden_units": (32, 32), "batch_size": 64}  # the defaults' learning rate and interval
 
 
 class StatePolicy:
@@ -109,7 +108,7 @@ def test_fqe_evaluates_a_bear_policy_and_the_scorers_run_on_it(
 ) -> None:
     bear, episodes = pendulum_bear
     train, held_out = episodes[:4], episodes[4:]
-    fqe = FQE(bear, learning_rate=1e-3, **SMALL_FQE)
+    fqe = FQE(bear, **SMALL_FQE)
     assert (fqe.gamma, fqe.n_critics) == (bear.gamma, 2)
     returns = sorted(e.compute_return() for e in held_out)
     history = fqe.fit(
@@ -146,7 +145,7 @@ def test_fqe_with_gamma_0_learns_the_reward(pendulum_bear: tuple[BEAR, list[Epis
     bear, episodes = pendulum_bear
     errors = []
     for n_steps in (1, 300):
-        fqe = FQE(bear, gamma=0.0, learning_rate=1e-3, **SMALL_FQE)
+        fqe = FQE(bear, gamma=0.0, **SMALL_FQE)
         fqe.fit(episodes, n_steps=n_steps)
         errors.append(td_error_scorer(fqe, episodes))
     assert errors[1] < 0.1 * errors[0]

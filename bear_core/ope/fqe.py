@@ -29,9 +29,14 @@ Cost. The policy is fixed, so pi(s') is computed once for every next observation
 and the data is moved to the device, scaled, once; after that every step is one supervised
 regression step of the critic ensemble: a forward pass of the targets, one forward and backward
 pass of the critics and an Adam step, independent of the data's size. Measured on one torch
-thread of this project's 2 shared, busy CPU cores (Pendulum, batch 256, K = 2): 2000 steps took
-17-21 s with (256, 256) critics (8-10 ms a step) and 6 s with (64, 64) critics (3 ms a step);
-with less load, (64, 64) critics ran 3000 steps in 3-4 s (about 1.1 ms a step).
+thread of this project's 2 shared CPU cores (Pendulum, batch 256, K = 2): at a load average of
+8-9, 31-33 ms a step with the default (256, 256) critics (a default 3000-step fit: about 95 s)
+and 7-13 ms with (64, 64) critics; at a lighter load, 8-10 ms a step with (256, 256) and 3 ms
+with (64, 64), and about 1.1 ms with (64, 64) on a quieter machine.
+
+Defaults. `learning_rate=1e-3` and `target_update_interval=20` (with `estimate_policy_value`'s
+3000 steps), not d3rlpy's 1e-4 and 100: at d3rlpy's values 2000 steps barely move the critics
+from their initial values, and policies of very different true returns get the same estimate.
 """
 
 from __future__ import annotations
@@ -93,11 +98,11 @@ class FQE:
         self,
         algo: EvaluatedPolicy,
         gamma: float | None = None,
-        learning_rate: float = 1e-4,
+        learning_rate: float = 1e-3,
         batch_size: int = 256,
         n_critics: int = 2,
         hidden_units: Sequence[int] = (256, 256),
-        target_update_interval: int = 100,
+        target_update_interval: int = 20,
         seed: int = 0,
         use_gpu: bool | int | str | None = False,
     ) -> None:
@@ -322,7 +327,7 @@ class PolicyValueEstimate:
 def estimate_policy_value(
     algo: EvaluatedPolicy,
     episodes: MDPDataset | Sequence[Episode],
-    n_steps: int = 2000,
+    n_steps: int = 3000,
     seed: int = 0,
     confidence: float = 0.95,
     n_bootstrap: int = 1000,

@@ -37,7 +37,7 @@ SELECTION = "selection.json"
 SELECTS = ("last", "ope")
 DEFAULT_KEEP_CHECKPOINTS = 5
 DEFAULT_SELECT_CANDIDATES = 5
-DEFAULT_FQE_STEPS = 2000
+DEFAULT_FQE_STEPS = 3000
 _MODEL_FILE = re.compile(r"^model_(\d+)\.pt$")
 
 Estimator = Callable[..., Any]

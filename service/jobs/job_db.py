@@ -68,7 +68,7 @@ class JobSpec:
     select: Select = "last"
     keep_checkpoints: int | None = 5
     select_candidates: int = 5
-    fqe_steps: int = 2000
+    fqe_steps: int = 3000
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ class TrainRequest(Request):
     select_candidates: int = Field(
         default=5, ge=1, le=100, description="epochs scored with select 'ope', evenly spaced"
     )
-    fqe_steps: int = Field(default=2000, ge=1, le=10**7, description="FQE steps per scored epoch")
+    fqe_steps: int = Field(default=3000, ge=1, le=10**7, description="FQE steps per scored epoch")
 
 
 class Candidate(Response):
