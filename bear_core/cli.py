@@ -1,10 +1,12 @@
-"""Command line: `python -m bear_core {train,generate,evaluate,export,demo}`.
+"""Command line: `python -m bear_core {train,generate,evaluate,evaluate-bundle,export,demo}`.
 
 `train` is what background training jobs run: it writes params.json, progress.json,
 metrics.jsonl, one CSV per metric and checkpoints into --out as it goes (the newest
 --keep-checkpoints model_<epoch>.pt; with --holdout selection.json and model_best.pt), resumes from
 --out/checkpoint.pt when present, and on SIGTERM/SIGINT saves a checkpoint and exits 143; with
 --bundle it exports the trained model's bundle when training ends.
+`evaluate-bundle` is what the service's evaluation jobs run: the FQE estimates of bundles on
+given episodes of a dataset file, written as JSON to --out.
 Bad input exits 2 with a one-line message naming the argument.
 """
 
@@ -147,6 +149,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--trials", type=int, default=10)
     evaluate.add_argument("--seed", type=int, default=0)
 
+    bundle_value = sub.add_parser(
+        "evaluate-bundle",
+        help="FQE estimates of policy bundles on given episodes of a dataset, scored alike",
+    )
+    bundle_value.add_argument(
+        "--bundle", action="append", required=True, help="bundle directory; repeatable"
+    )
+    bundle_value.add_argument("--dataset", required=True, help="D4RL-format HDF5 file")
+    bundle_value.add_argument(
+        "--episodes", required=True, help="comma-separated episode indices in the dataset file"
+    )
+    bundle_value.add_argument(
+        "--episodes-sha256", default=None, help="refuse the episodes unless this is their sha256"
+    )
+    bundle_value.add_argument("--fqe-steps", type=int, default=3000)
+    bundle_value.add_argument("--seed", type=int, default=0)
+    bundle_value.add_argument(
+        "--gamma", type=float, default=None, help="discount of every estimate (default: each "
+        "bundle's own)"
+    )  # fmt: skip
+    bundle_value.add_argument("--out", required=True, help="JSON file written with the results")
+
     export = sub.add_parser("export", help="write a torch-free policy bundle of a trained model")
     export.add_argument("--model", required=True, help="run directory or model_<epoch>.pt")
     export.add_argument("--out", required=True, help="bundle directory to create")
@@ -168,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_generate(args)
         if args.command == "evaluate":
             return cmd_evaluate(args)
+        if args.command == "evaluate-bundle":
+            return cmd_evaluate_bundle(args)
         if args.command == "export":
             return cmd_export(args)
         return cmd_demo(args)
@@ -179,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from bear_core import scorers as scorer_lib
     from bear_core.bear.algo import BEAR, check_param_names
+    from bear_core.bundle import sha256_file
     from bear_core.dataset import read_hdf5
     from bear_core.training.selection import SelectOptions
 
@@ -197,9 +224,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     scorers = {name: scorer_lib.SCORERS[name] for name in names}
     train_episodes: Any = dataset
+    episode_ids = None  # of the episodes trained on, in the file: all of them
     eval_episodes = None
     if scorers and len(dataset.episodes) > 1:
         train_episodes, eval_episodes = dataset.split(test_size=args.test_size, seed=0)
+        index = {id(episode): i for i, episode in enumerate(dataset.episodes)}
+        episode_ids = [index[id(episode)] for episode in train_episodes]
     else:
         scorers = {}
     if args.eval_env:
@@ -230,6 +260,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         keep_checkpoints=options.keep_checkpoints,
         select_candidates=options.select_candidates,
         fqe_steps=options.fqe_steps,
+        episode_ids=episode_ids,
+        source_sha256=sha256_file(Path(args.dataset)),
     ):
         pass
     if stop.stopped:
@@ -304,6 +336,56 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     algo = load_trained(args.model)
     score = evaluate_on_environment(_make_env(args.env), n_trials=args.trials, seed=args.seed)
     print(json.dumps({"env": args.env, "trials": args.trials, "mean_return": score(algo)}))
+    return 0
+
+
+def cmd_evaluate_bundle(args: argparse.Namespace) -> int:
+    """Every --bundle's FQE estimate on the --episodes of --dataset, one evaluator for all: the
+    same scalers (fitted on those episodes), discount, steps and seed."""
+    from bear_core.dataset import read_hdf5
+    from bear_core.io_utils import atomic_write_json
+    from bear_core.ope.bundle_value import estimate_bundle_value
+    from bear_core.training.selection import episodes_sha256
+
+    if args.fqe_steps < 1:
+        raise ValueError(f"--fqe-steps must be >= 1, got {args.fqe_steps}")
+    dataset = read_hdf5(args.dataset)
+    try:
+        indices = [int(i) for i in args.episodes.split(",")]
+    except ValueError:
+        indices = []
+    n = len(dataset.episodes)
+    if not indices or len(set(indices)) != len(indices) or not all(0 <= i < n for i in indices):
+        raise ValueError(
+            f"--episodes must be comma-separated distinct indices in [0, {n}), got "
+            f"{args.episodes!r}"
+        )
+    episodes = [dataset.episodes[i] for i in indices]
+    digest = episodes_sha256(episodes)
+    if args.episodes_sha256 is not None and digest != args.episodes_sha256:
+        raise ValueError(
+            f"--episodes-sha256: episodes {args.episodes!r} of {args.dataset} hash to {digest}, "
+            f"not {args.episodes_sha256} (another file, or other episodes)"
+        )
+    results = []
+    for bundle in args.bundle:
+        manifest_sha256, estimate = estimate_bundle_value(
+            bundle, episodes, dataset.action_bounds, args.gamma, args.fqe_steps, args.seed
+        )
+        results.append(
+            {
+                "bundle": bundle,
+                "manifest_sha256": manifest_sha256,
+                "method": estimate.method,
+                "estimate": estimate.estimate,
+                "ci": list(estimate.ci),
+                "n_episodes": estimate.n_episodes,
+                "n_steps": estimate.n_steps,
+                "seconds": estimate.seconds,
+            }
+        )
+        print(json.dumps(results[-1]), flush=True)
+    atomic_write_json(Path(args.out), {"episodes_sha256": digest, "results": results})
     return 0
 
 

@@ -37,7 +37,7 @@ from service.inference import inference_routes, oip_routes
 from service.inference.fast_predict import FastPredict
 from service.inference.grpc_server import STOP_GRACE_S, start_grpc_server
 from service.inference.served_model import Execution
-from service.jobs import job_routes
+from service.jobs import job_routes, promotion_routes
 from service.jobs.dispatcher import Dispatcher
 from service.jobs.job_db import JobDB
 from service.models import model_routes
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.warning("no API key configured: model management endpoints are disabled")
         job_db = JobDB(settings.store).ensure()
         dispatcher = (
-            Dispatcher(settings, job_db, registry.publish, logger).start()
+            Dispatcher(settings, job_db, registry.publish, registry.promote, logger).start()
             if settings.dispatcher
             else None
         )
@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oip_routes.router)
     app.include_router(dataset_routes.router)
     app.include_router(job_routes.router)
+    app.include_router(promotion_routes.router)
     app.include_router(dashboard_routes.router)
     return app
 

@@ -35,6 +35,8 @@ from bear_core.training.selection import (
     Estimator,
     Selection,
     SelectOptions,
+    episodes_sha256,
+    holdout_indices,
     holdout_split,
     prune_checkpoints,
 )
@@ -70,6 +72,8 @@ def fitter(
     select_candidates: int = DEFAULT_SELECT_CANDIDATES,
     fqe_steps: int = DEFAULT_FQE_STEPS,
     estimator: Estimator | None = None,
+    episode_ids: Sequence[int] | None = None,
+    source_sha256: str | None = None,
 ) -> Iterator[tuple[int, dict[str, float]]]:
     """Train `algo` for its n_epochs. Extensions: `run_dir` names the output directory exactly
     and resumes from its checkpoint.pt when one is there; `should_stop` is polled every step;
@@ -82,7 +86,13 @@ def fitter(
     by fitted Q evaluation (`fqe_steps` steps each) on the held-out episodes and ends with the
     best one loaded (`model_best.pt`, `selection.json`). With select="last" and a holdout, only
     the last epoch is scored. `keep_checkpoints`: how many model_<epoch>.pt files stay (the
-    newest; None keeps all). `estimator` replaces `bear_core.ope.estimate_policy_value`."""
+    newest; None keeps all). `estimator` replaces `bear_core.ope.estimate_policy_value`.
+
+    With a holdout, `provenance["holdout"]` records what rebuilds the held-out set: `fraction`,
+    `seed`, `episodes` (their indices: `episode_ids[position]` when the caller gives each given
+    episode's index in its source file, else their positions), `episodes_sha256`,
+    `source_sha256` (the source file's sha256, when given) and the FQE `fqe_steps` and
+    `fqe_seed` of the estimate."""
     if isinstance(save_interval, bool) or not isinstance(save_interval, int) or save_interval < 1:
         raise ValueError(f"save_interval must be an int >= 1, got {save_interval!r}")
     if scorers and not eval_episodes:
@@ -90,6 +100,11 @@ def fitter(
     options = SelectOptions(holdout, select, keep_checkpoints, select_candidates, fqe_steps)
     given_episodes, bounds = _episodes(episodes, "episodes")
     train_episodes, held_out = holdout_split(given_episodes, holdout, algo.config.seed)
+    if episode_ids is not None and len(episode_ids) != len(given_episodes):
+        raise ValueError(
+            f"episode_ids must give one index per episode ({len(given_episodes)}), "
+            f"got {len(episode_ids)}"
+        )
     bounds = bounds if bounds is not None else action_bounds
     buffer = TransitionBuffer.from_episodes(train_episodes)
     directory = run_directory(run_dir, logdir, experiment_name, with_timestamp, "BEAR")
@@ -118,7 +133,8 @@ def fitter(
     )
 
     given = TransitionBuffer.from_episodes(given_episodes) if held_out else buffer
-    algo.provenance.pop("evaluation", None)  # of an earlier selection, not of what trains now
+    for earlier in ("evaluation", "holdout"):  # of an earlier selection, not of what trains now
+        algo.provenance.pop(earlier, None)
     algo.provenance.update(
         dataset_sha256=_checksum(episodes, given),
         n_transitions=len(buffer),
@@ -126,6 +142,16 @@ def fitter(
     )
     if held_out:
         algo.provenance["holdout_episodes"] = len(held_out)
+        positions = holdout_indices(len(given_episodes), holdout, algo.config.seed)
+        algo.provenance["holdout"] = {
+            "fraction": holdout,
+            "seed": algo.config.seed,
+            "episodes": [i if episode_ids is None else int(episode_ids[i]) for i in positions],
+            "episodes_sha256": episodes_sha256(held_out),
+            "source_sha256": source_sha256,
+            "fqe_steps": options.fqe_steps,
+            "fqe_seed": algo.config.seed,
+        }
     cfg = algo.config
     selection = None
     if options.scores:

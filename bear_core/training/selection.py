@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -97,12 +98,34 @@ def holdout_split(
             f"holdout={holdout} needs at least one held-out and one training episode, but "
             f"there are {n} episode(s)"
         )
-    n_held = min(max(math.ceil(n * holdout), 1), n - 1)
-    held = set(np.random.default_rng(seed).permutation(n)[:n_held].tolist())
+    held = set(holdout_indices(n, holdout, seed))
     return (
         [e for i, e in enumerate(episodes) if i not in held],
         [e for i, e in enumerate(episodes) if i in held],
     )
+
+
+def holdout_indices(n: int, holdout: float, seed: int) -> list[int]:
+    """The positions, ascending, of the episodes `holdout_split` holds out of `n` (n >= 2)."""
+    n_held = min(max(math.ceil(n * holdout), 1), n - 1)
+    return sorted(np.random.default_rng(seed).permutation(n)[:n_held].tolist())
+
+
+def episodes_sha256(episodes: Sequence[Episode]) -> str:
+    """sha256 of the episodes' transitions, in order: what tells one held-out set from another
+    (the same episodes read again from the same file give the same digest)."""
+    digest = hashlib.sha256()
+    for episode in episodes:
+        digest.update(f"{len(episode)},{int(episode.timeout)};".encode())
+        for array in (
+            episode.observations,
+            episode.actions,
+            episode.rewards,
+            episode.next_observations,
+            episode.terminals,
+        ):
+            digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+    return digest.hexdigest()
 
 
 def prune_checkpoints(directory: Path, keep: int | None) -> list[Path]:

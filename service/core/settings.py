@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         description="return the out-of-distribution flag (ood, ood_score) on every inference "
         "call whose model has a detector, unless the request says otherwise",
     )
+    promotion_margin: float = Field(
+        default=0.0,
+        allow_inf_nan=False,
+        description="gated promotion: how much the candidate's held-out estimate (discounted "
+        "return) must exceed production's",
+    )
     log_level: str = "INFO"
     dispatcher: bool = Field(
         default=True,

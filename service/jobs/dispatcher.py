@@ -1,7 +1,11 @@
 """The job dispatcher: claims queued jobs (up to max_concurrent_jobs at a time, oldest first) and
 runs each as `python -m bear_core train --bundle` (training, then the bundle's export, in one
 child process with its own process group); publishes the bundle as the next version of the
-job's model.
+job's model. A job that asked `promote: "if_better"` then goes through the promotion gate
+(service.jobs.promotion_gate), running the gate's evaluator as a second child when production's
+estimate on the candidate's held-out episodes is missing. An "evaluate" job (queued by a gated
+promote request) runs only the evaluator (`python -m bear_core evaluate-bundle`) and keeps its
+estimates with the versions.
 
 One dispatcher per store: it holds an flock on <store>/jobs/dispatcher.lock while it runs (a
 second one waits for it) and rewrites <store>/jobs/dispatcher.heartbeat every poll (for health
@@ -33,12 +37,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Literal
 
-from service.core.http_errors import ServiceError
+from service.core.http_errors import Conflict, ServiceError
 from service.core.settings import Settings
 from service.datasets.dataset_store import DatasetStore
-from service.jobs.job_db import Job, JobDB
+from service.jobs.job_db import Job, JobDB, JobState
 from service.jobs.job_files import JobFiles
 from service.jobs.job_specs import train_command
+from service.jobs.promotion_gate import GatePlan, Promote, PromotionGate
+from service.models.model_store import ModelStore
 
 LOCK_FILE = "dispatcher.lock"
 HEARTBEAT_FILE = "dispatcher.heartbeat"
@@ -51,13 +57,19 @@ Stop = Literal["cancelled", "interrupted"]
 
 class Dispatcher:
     def __init__(
-        self, settings: Settings, db: JobDB, publish: Publish, logger: logging.Logger
+        self,
+        settings: Settings,
+        db: JobDB,
+        publish: Publish,
+        promote: Promote,
+        logger: logging.Logger,
     ) -> None:
         self.root = settings.store
         self._settings = settings
         self._db = db
         self._datasets = DatasetStore(settings.store)
         self._publish = publish
+        self._gate = PromotionGate(ModelStore(settings.store), self._datasets, promote, logger)
         self._log = logger
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._main, name="job-dispatcher", daemon=True)
@@ -149,7 +161,10 @@ class Dispatcher:
         files.directory.mkdir(parents=True, exist_ok=True)
         self._log.info("job started", extra={"job": job.id, "attempt": job.attempts})
         try:
-            self._train(job, files)
+            if job.spec.kind == "evaluate":
+                self._evaluate(job, files)
+            else:
+                self._train(job, files)
         except Exception as exc:
             self._log.exception("job runner failed", extra={"job": job.id})
             self._db.finish(job.id, "failed", error=f"dispatcher error: {exc!r}")
@@ -177,16 +192,90 @@ class Dispatcher:
         if code != 0:
             self._db.finish(job.id, "failed", code, _failure("trainer", code, files))
             return
+        promote = job.spec.promote is True
         try:
-            version = self._publish(job.model_name, files.bundle_dir, job.spec.promote)
+            version = self._publish(job.model_name, files.bundle_dir, promote)
         except ServiceError as exc:
             self._db.finish(job.id, "failed", 0, f"publishing the bundle failed: {exc.message}")
             return
         finally:
             shutil.rmtree(files.bundle_dir, ignore_errors=True)
-        promoted = " in production" if job.spec.promote else ""
+        promoted = " in production" if promote else ""
         files.append_log(f"[dispatcher] published {job.model_name} version {version}{promoted}")
+        if job.spec.promote == "if_better":
+            self._gated_promotion(job, files, version)
+            return
         self._db.finish(job.id, "succeeded", 0, model_version=version)
+
+    def _gated_promotion(self, job: Job, files: JobFiles, version: str) -> None:
+        """The gate's decision about the version just published (evaluating first when an
+        estimate is missing). The job succeeds whatever the decision: the version is
+        published; a cancel or a stop during the evaluation ends it unpromoted."""
+        margin = self._settings.promotion_margin
+        try:
+            plan = self._gate.plan(job.model_name, version)
+        except ServiceError as exc:
+            files.append_log(f"[dispatcher] promotion gate: not promoted: {exc.message}")
+            self._db.finish(job.id, "succeeded", 0, model_version=version)
+            return
+        try:
+            if plan.missing:
+                code, stop = self._run_evaluation(job, files, plan)
+                if stop is not None:
+                    why = f"the evaluation was {stop}"
+                    self._gate.refused(plan, margin, f"refused: {why}")
+                    state: JobState = "cancelled" if stop == "cancelled" else "failed"
+                    error = f"{why}; version {version} is published, not promoted"
+                    self._db.finish(job.id, state, code, error, model_version=version)
+                    return
+                if code != 0:
+                    raise Conflict(_failure("evaluator", code, files))
+                plan = self._gate.plan(job.model_name, version)
+            record = self._gate.decide(plan, margin)
+        except ServiceError as exc:
+            record = self._gate.refused(plan, margin, f"refused: {exc}")
+        files.append_log(f"[dispatcher] promotion gate: {record['reason']}")
+        self._db.finish(job.id, "succeeded", 0, model_version=version)
+
+    def _evaluate(self, job: Job, files: JobFiles) -> None:
+        """An evaluation job: the estimates its gated promote request is waiting for."""
+        assert job.spec.evaluate is not None
+        candidate = job.spec.evaluate["candidate"]
+        try:
+            plan = self._gate.plan(job.model_name, candidate)
+            code, stop = self._run_evaluation(job, files, plan, job.spec.evaluate["versions"])
+        except ServiceError as exc:
+            self._db.finish(job.id, "failed", error=f"evaluation: {exc.message}")
+            return
+        if stop == "cancelled":
+            self._db.finish(job.id, "cancelled", code, "cancelled on request")
+        elif stop == "interrupted":
+            self._interrupted(job, files, "the service stopped while it ran")
+        elif code != 0:
+            self._db.finish(job.id, "failed", code, _failure("evaluator", code, files))
+        else:
+            self._db.finish(job.id, "succeeded", 0, model_version=candidate)
+
+    def _run_evaluation(
+        self, job: Job, files: JobFiles, plan: GatePlan, versions: list[str] | None = None
+    ) -> tuple[int, Stop | None]:
+        """Run the gate's evaluator on the versions (default: those the plan misses) that have
+        no estimate on the candidate's held-out set yet, and keep their estimates."""
+        wanted = plan.missing if versions is None else versions
+        records, key = self._gate.records, plan.held_out.key
+        todo = [v for v in wanted if records.estimate(plan.name, v, key) is None]
+        if not todo:
+            return 0, None
+        files.evaluation.unlink(missing_ok=True)
+        command = self._gate.command(
+            self._settings.trainer_python, plan.name, plan.held_out, todo, files.evaluation
+        )
+        files.append_log(f"[dispatcher] promotion gate evaluation: {shlex.join(command)}")
+        code, stop = self._supervise(job, files, command)
+        if code == 0 and stop is None:
+            output = json.loads(files.evaluation.read_text())
+            self._gate.save_results(plan.name, plan.held_out, todo, output)
+        return code, stop
 
     def _supervise(self, job: Job, files: JobFiles, command: list[str]) -> tuple[int, Stop | None]:
         """Run `command` to its end, with heartbeats and progress; SIGTERM, grace, SIGKILL

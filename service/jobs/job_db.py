@@ -23,6 +23,8 @@ from service.core.http_errors import Conflict, InvalidInput, NotFound
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Select = Literal["last", "ope"]  # which checkpoint a job publishes
+JobKind = Literal["train", "evaluate"]
+PromoteMode = bool | Literal["if_better"]  # "if_better": through the promotion gate
 ACTIVE: tuple[JobState, ...] = ("queued", "running")
 DB_FILE = "jobs.db"
 
@@ -57,10 +59,12 @@ CREATE INDEX IF NOT EXISTS jobs_by_dataset ON jobs (dataset_id, state);
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What a job was asked to do (validated before it is queued)."""
+    """What a job was asked to do (validated before it is queued). A "train" job trains and
+    publishes; an "evaluate" job computes the promotion gate's estimates: `evaluate` holds its
+    candidate, the production version and the versions to score."""
 
     params: dict[str, Any]
-    promote: bool = False
+    promote: PromoteMode = False
     resume: bool = False
     eval_env: str | None = None
     eval_trials: int = 5
@@ -69,6 +73,8 @@ class JobSpec:
     keep_checkpoints: int | None = 5
     select_candidates: int = 5
     fqe_steps: int = 3000
+    kind: JobKind = "train"
+    evaluate: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ Layout:
     <root>/jobs/<id>/train.log   the trainer's and exporter's stdout and stderr, then the
                                  dispatcher's closing lines
     <root>/jobs/<id>/bundle/     the exported bundle, until it is published
+    <root>/jobs/<id>/evaluation.json  the promotion gate's evaluator output (evaluation jobs,
+                                 and training jobs promoted "if_better")
 
 The trainer replaces progress.json and metrics.jsonl atomically, so a read sees a whole file.
 """
@@ -46,6 +48,7 @@ class JobFiles:
         self.run_dir = self.directory / "run"
         self.log = self.directory / "train.log"
         self.bundle_dir = self.directory / "bundle"
+        self.evaluation = self.directory / "evaluation.json"
 
     @property
     def checkpoint(self) -> Path:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from service.core.api_schemas import error_responses
 from service.core.deps import SettingsDep
+from service.core.http_errors import InvalidInput
 from service.core.security import require_admin_key
 from service.datasets.dataset_deps import DatasetsDep
 from service.jobs.job_db import Job, JobDB, JobSpec, JobState
@@ -60,6 +61,7 @@ def _response(job: Job, root: pathlib.Path) -> JobResponse:
         done = 0.0
     return JobResponse(
         id=job.id,
+        kind=job.spec.kind,
         state=job.state,
         model_name=job.model_name,
         dataset_id=job.dataset_id,
@@ -89,6 +91,7 @@ def _response(job: Job, root: pathlib.Path) -> JobResponse:
         model_version=job.model_version,
         checkpoint=files.has_checkpoint(),
         selection=_selection(files),
+        evaluate=job.spec.evaluate,
     )
 
 
@@ -121,6 +124,8 @@ def train(
         body.params, body.n_steps, body.n_epochs, body.seed, allow_gpu=settings.allow_gpu
     )
     check_eval_env(body.eval_env, settings.eval_env_modules)
+    if body.promote == "if_better" and body.holdout == 0.0:
+        raise InvalidInput("promote: 'if_better' gates on held-out estimates: set holdout > 0")
     if datasets.exists(body.dataset_id):  # a missing one is refused when the job is queued
         check_selection(body.holdout, body.select, datasets.get(body.dataset_id).n_episodes)
     spec = JobSpec(

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from service.core.api_schemas import NAME_PATTERN, Request, Response
 from service.datasets.dataset_store import ID_PATTERN as DATASET_ID_PATTERN
-from service.jobs.job_db import JobState, Select
+from service.jobs.job_db import JobKind, JobState, PromoteMode, Select
 
 
 class TrainRequest(Request):
@@ -29,7 +29,11 @@ class TrainRequest(Request):
         description="gymnasium id scored every epoch",
     )
     eval_trials: int = Field(default=5, ge=1, le=100)
-    promote: bool = Field(default=False, description="make the new version production")
+    promote: PromoteMode = Field(
+        default=False,
+        description="make the new version production: true, false, or 'if_better' (only when "
+        "the promotion gate finds it better than production: needs holdout > 0)",
+    )
     resume: bool = Field(
         default=False, description="after a service restart, run again from the last checkpoint"
     )
@@ -78,11 +82,12 @@ class Selection(Response):
 
 class JobResponse(Response):
     id: str
+    kind: JobKind = Field(description="'train', or 'evaluate' (the promotion gate's estimates)")
     state: JobState
     model_name: str
     dataset_id: str
     params: dict[str, Any]
-    promote: bool
+    promote: PromoteMode
     resume: bool
     eval_env: str | None
     holdout: float
@@ -109,6 +114,9 @@ class JobResponse(Response):
     selection: Selection | None = Field(
         description="which checkpoint was chosen and why; null without a holdout, or before "
         "the first scored epoch"
+    )
+    evaluate: dict[str, Any] | None = Field(
+        description="an evaluation job's candidate, production and scored versions"
     )
 
 

@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     store = ModelStore(settings.store).ensure()
     dispatcher = Dispatcher(
-        settings, JobDB(settings.store).ensure(), store.publish, get_logger(settings.log_level)
+        settings,
+        JobDB(settings.store).ensure(),
+        store.publish,
+        store.set_production,
+        get_logger(settings.log_level),
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -1,5 +1,5 @@
-"""Model management: list, describe, publish, promote, delete. Reads are open; every change
-needs an API key."""
+"""Model management: list, describe, publish, delete (promotion, which may need an evaluation
+job, is service.jobs.promotion_routes). Reads are open; every change needs an API key."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from typing import Annotated
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import ValidationError
 
 from bear_core.config import changed_params
-from service.core.api_schemas import VERSION_PATTERN, NameParam, VersionParam, error_responses
+from service.core.api_schemas import NameParam, VersionParam, error_responses
 from service.core.deps import SettingsDep
 from service.core.http_errors import InvalidBundle, ServiceError
 from service.core.security import require_admin_key
@@ -25,10 +26,11 @@ from service.models.model_schemas import (
     ModelDetail,
     ModelList,
     ModelSummary,
-    PromotedVersion,
+    Promotion,
     PublishedVersion,
     VersionDetail,
 )
+from service.models.promotion_records import PromotionRecords
 from service.models.registry import Registry
 
 ERRORS = error_responses(401, 403, 404, 409, 413, 422)
@@ -75,7 +77,16 @@ def _version_detail(registry: Registry, name: str, version: str) -> VersionDetai
         production=registry.production_versions().get(name) == version,
         loaded=registry.cached(name, version) is not None,
         manifest=manifest,
+        promotion=_promotion(registry, name, version),
     )
+
+
+def _promotion(registry: Registry, name: str, version: str) -> Promotion | None:
+    record = PromotionRecords(registry.store).decision(name, version)
+    try:
+        return None if record is None else Promotion.model_validate(record)
+    except ValidationError:  # not what this service's gate writes
+        return None
 
 
 # The reads below list the store's directories and read manifests: plain functions, which
@@ -107,29 +118,6 @@ def get_model(name: NameParam, registry: RegistryDep) -> ModelDetail:
 def get_version(name: NameParam, version: VersionParam, registry: RegistryDep) -> VersionDetail:
     registry.store.bundle_path(name, version)
     return _version_detail(registry, name, version)
-
-
-@router.post(
-    "/{name}/versions/{version}/promote",
-    dependencies=[Depends(require_admin_key)],
-    summary="make a version the production version (loaded and verified first); with "
-    "?expect=, only while production is still that version",
-)
-async def promote(
-    name: NameParam,
-    version: VersionParam,
-    registry: RegistryDep,
-    expect: Annotated[
-        str | None,
-        Query(
-            pattern=VERSION_PATTERN,
-            description="promote only while this is still the production version (409 naming "
-            "the current one otherwise)",
-        ),
-    ] = None,
-) -> PromotedVersion:
-    previous = await anyio.to_thread.run_sync(registry.promote, name, version, expect)
-    return PromotedVersion(name=name, version=version, previous=previous)
 
 
 @router.delete(

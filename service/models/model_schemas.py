@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -37,11 +38,50 @@ class ManifestSummary(Response):
     )
 
 
+class GateEstimate(Response):
+    """One version's value estimate on the held-out episodes the gate compared on."""
+
+    version: str
+    estimate: float | None = Field(description="discounted return; null while being computed")
+    ci: list[float] | None = Field(description="[low, high]: the bootstrap interval over episodes")
+
+
+class GateEpisodes(Response):
+    """The held-out episodes both estimates are computed on: the candidate's."""
+
+    n: int
+    dataset_sha256: str = Field(description="sha256 of the stored dataset file they come from")
+    dataset_id: str
+    indices: list[int] = Field(description="their indices in the dataset file")
+    episodes_sha256: str = Field(description="sha256 of their transitions")
+
+
+class Promotion(Response):
+    """A promotion decision about a version, and the numbers behind it."""
+
+    decision: Literal["promoted", "refused", "pending"]
+    gate: Literal["none", "ope"]
+    margin: float | None = Field(
+        description="how much the candidate's estimate had to exceed production's (gate 'ope')"
+    )
+    candidate: GateEstimate | None
+    production: GateEstimate | None = Field(
+        description="the production version it was compared with; null when there was none"
+    )
+    episodes: GateEpisodes | None
+    reason: str
+    job: str | None = Field(default=None, description="the evaluation job of a pending decision")
+    at: datetime
+
+
 class VersionDetail(Response):
     version: str
     production: bool
     loaded: bool
     manifest: ManifestSummary | None = Field(default=None, description="null when unreadable")
+    promotion: Promotion | None = Field(
+        default=None, description="the latest promotion decision about this version"
+    )
 
 
 class ModelSummary(Response):
@@ -70,3 +110,4 @@ class PromotedVersion(Response):
     name: str
     version: str
     previous: str | None
+    promotion: Promotion | None = Field(default=None, description="the decision, as recorded")

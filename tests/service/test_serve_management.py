@@ -51,7 +51,12 @@ def test_publish_promote_rollback_delete(fresh_store: Path, bundles: list[Bundle
 
         for target, previous in (("3", "1"), ("1", "3"), ("2", "1")):
             promoted = client.post(f"/models/{MODEL}/versions/{target}/promote", headers=ADMIN)
-            assert promoted.json() == {"name": MODEL, "version": target, "previous": previous}
+            body = promoted.json()
+            assert (
+                body["promotion"]["gate"] == "none" and body["promotion"]["decision"] == "promoted"
+            )
+            del body["promotion"]
+            assert body == {"name": MODEL, "version": target, "previous": previous}
             version, actions = served()
             assert version == target
             np.testing.assert_array_equal(actions, expected[target])
