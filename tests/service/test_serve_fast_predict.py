@@ -43,6 +43,7 @@ RAW_ODD = {
     "NaN": b'{"observations": [[NaN, 1, 2, 3, 4]]}',
     "not JSON": b'{"observations": [[1, 2',
     "not UTF-8": b'{"observations": [[1, 2, 3, 4, \xff]]}',
+    "nested too deep": b'{"observations": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
 }
 
 
