@@ -120,7 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
     )
-    app.add_middleware(FastPredict)  # innermost: inside the body limit and request context
+    if settings.fast_predict:  # innermost: inside the body limit and request context
+        app.add_middleware(FastPredict)
     app.add_middleware(
         BodyLimit, limit_for=_body_limit(settings), idle_timeout_s=settings.body_idle_timeout_s
     )

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     batching: bool = Field(default=False, description="micro-batch concurrent requests per model")
     batch_max_rows: int = Field(default=64, ge=1)
     batch_max_delay_ms: float = Field(default=0.0, ge=0.0, le=100.0)
+    fast_predict: bool = Field(
+        default=True,
+        description="answer plain POST /predict bodies on the hot path "
+        "(service/inference/fast_predict.py); false: every request takes the FastAPI route",
+    )
     ood_default: bool = Field(
         default=False,
         description="return the out-of-distribution flag (ood, ood_score) on every inference "

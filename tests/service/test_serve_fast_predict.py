@@ -103,3 +103,17 @@ def test_hot_answers_are_counted_and_logged_under_their_route(server: Server) ->
         MODEL,
         "1",
     )
+
+
+def test_the_switch_takes_the_hot_path_out() -> None:
+    """BEAR_FAST_PREDICT=false: no hot path in the stack, every body reaches the route."""
+    from service.app import create_app
+    from service.core.settings import Settings
+    from service.inference.fast_predict import FastPredict
+
+    def stack(fast: bool) -> list[type]:
+        app = create_app(Settings(fast_predict=fast, grpc_port=None))
+        return [middleware.cls for middleware in app.user_middleware]  # type: ignore[misc]
+
+    assert FastPredict in stack(True)
+    assert FastPredict not in stack(False)
