@@ -72,6 +72,12 @@ class JobFiles:
             metrics=records[-1]["metrics"] if records else None,
         )
 
+    def value_warning(self) -> str | None:
+        """The last epoch's warning that the critics diverge (progress.json); None if none."""
+        raw = _read_json(self.run_dir / "progress.json")
+        warning = raw.get("value_warning") if isinstance(raw, dict) else None
+        return warning if isinstance(warning, str) else None
+
     def selection(self) -> Any:
         """selection.json (which checkpoint the trainer chose and why); None before any."""
         return _read_json(self.run_dir / "selection.json")

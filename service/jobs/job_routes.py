@@ -93,6 +93,7 @@ def _response(job: Job, root: pathlib.Path) -> JobResponse:
         selection=_selection(files),
         evaluate=job.spec.evaluate,
     )
+        value_warning=files.value_warning(),
 
 
 def _selection(files: JobFiles) -> Selection | None:

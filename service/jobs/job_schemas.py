@@ -117,6 +117,11 @@ class JobResponse(Response):
     )
     evaluate: dict[str, Any] | None = Field(
         description="an evaluation job's candidate, production and scored versions"
+    value_warning: str | None = Field(
+        default=None,
+        description="set when the last epoch's critics are above the value bound the rewards "
+        "allow and rising (the metrics' value_mean, value_bound, value_excess)",
+    )
     )
 
 
