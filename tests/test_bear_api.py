@@ -84,7 +84,8 @@ def test_constructor_defaults_match_the_reference_but_the_deliberate_ones() -> N
     for name, default in {**REFERENCE_DEFAULTS, **DELIBERATE_DEFAULTS}.items():
         assert params[name] == default, name
     reference = BEAR(temp_learning_rate=3e-4, initial_temperature=1.0, mmd_kernel="gaussian")
-    assert reference.get_params()["initial_temperature"] == REFERENCE_DEFAULTS["initial_temperature"]
+    reference_temperature = REFERENCE_DEFAULTS["initial_temperature"]
+    assert reference.get_params()["initial_temperature"] == reference_temperature
     assert params["encoder_params"] == {"hidden_units": [256, 256]}
 
 

@@ -87,6 +87,16 @@ class Settings(BaseSettings):
         default=None, ge=1, description="OMP_NUM_THREADS of each trainer (default: torch's choice)"
     )
     allow_gpu: bool = Field(default=False, description="let POST /train ask for use_gpu")
+    ray_address: str | None = Field(
+        default=None,
+        description="run every training job on this Ray cluster: 'ray://<head>:10001' (Ray "
+        "Client), or 'auto' / '<head>:6379' where the dispatcher runs on a cluster node; empty: "
+        "jobs run as local child processes",
+    )
+    ray_num_cpus: float = Field(default=1.0, gt=0.0, description="CPUs a job asks Ray for")
+    ray_namespace: str = Field(
+        default="bear-serve", min_length=1, description="Ray namespace of the jobs' actors"
+    )
     eval_env_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated modules an eval_env of the form 'module:Env-v0' may "
@@ -147,7 +157,7 @@ class Settings(BaseSettings):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
 
-    @field_validator("grpc_port", mode="before")
+    @field_validator("grpc_port", "ray_address", mode="before")
     @classmethod
     def _empty_is_off(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
@@ -160,6 +170,16 @@ class Settings(BaseSettings):
         if any(len(key) < 8 for key in keys):
             raise ValueError("every API key needs at least 8 characters")
         return keys
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_driver_address(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith(("http://", "https://")):
+            raise ValueError(
+                "ray_address: give the cluster's Ray Client address 'ray://<head>:10001' "
+                "(or 'auto' on a cluster node), not the dashboard's http address"
+            )
+        return value
 
     @model_validator(mode="after")
     def _keys_for_inference(self) -> Settings:

@@ -17,11 +17,14 @@ in which they checkpoint, then SIGKILL.
 
 While a child runs, its job row gets a heartbeat and the trainer's progress every poll, and the
 row's cancel flag (set by POST /jobs/{id}/cancel, from any process) is honoured.
+
+Where the child runs is the executor's business (service.jobs.executors): a local process, or
+with BEAR_RAY_ADDRESS an actor on a Ray cluster (service.jobs.ray_executor, imported only
+then). Ray runs are not stopped with the dispatcher: the next one re-attaches to them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import logging
@@ -30,7 +33,6 @@ import shlex
 import shutil
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +42,7 @@ from typing import IO, Literal
 from service.core.http_errors import Conflict, ServiceError
 from service.core.settings import Settings
 from service.datasets.dataset_store import DatasetStore
+from service.jobs.executors import Executor, LocalExecutor, Run, RunLost, signal_group
 from service.jobs.job_db import Job, JobDB, JobState
 from service.jobs.job_files import JobFiles
 from service.jobs.job_specs import train_command
@@ -53,6 +56,10 @@ LOCK_RETRY_S = 2.0
 
 Publish = Callable[[str, Path, bool], str]  # (model name, bundle dir, promote) -> version
 Stop = Literal["cancelled", "interrupted"]
+
+
+class _Detached(Exception):
+    """The dispatcher stops and leaves the job running on its executor (Ray)."""
 
 
 class Dispatcher:
@@ -74,9 +81,15 @@ class Dispatcher:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._main, name="job-dispatcher", daemon=True)
         self._runners: dict[str, threading.Thread] = {}
-        self._env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._attached: dict[str, Run] = {}  # runs re-attached at start-up, by job
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if settings.trainer_threads is not None:
-            self._env["OMP_NUM_THREADS"] = str(settings.trainer_threads)
+            env["OMP_NUM_THREADS"] = str(settings.trainer_threads)
+        self._executor: Executor = LocalExecutor(env, settings.max_concurrent_jobs)
+        if settings.ray_address is not None:
+            from service.jobs.ray_executor import RayExecutor  # Ray only where it is asked for
+
+            self._executor = RayExecutor(settings, logger)
 
     def start(self) -> Dispatcher:
         self._thread.start()
@@ -103,6 +116,10 @@ class Dispatcher:
             return
         try:
             self._beat()
+            while not self._executor.ready():
+                self._beat()
+                if self._stopping.wait(LOCK_RETRY_S):
+                    return
             self._recover()
             while not self._stopping.is_set():
                 try:
@@ -144,15 +161,17 @@ class Dispatcher:
         for job_id, runner in list(self._runners.items()):
             if not runner.is_alive():
                 del self._runners[job_id]
-        while len(self._runners) < self._settings.max_concurrent_jobs:
+        limit = self._executor.max_concurrent
+        while limit is None or len(self._runners) < limit:
             job = self._db.claim()
             if job is None:
                 return
-            runner = threading.Thread(
-                target=self._run, args=(job,), name=f"job-{job.id}", daemon=True
-            )
-            self._runners[job.id] = runner
-            runner.start()
+            self._spawn(job)
+
+    def _spawn(self, job: Job) -> None:
+        runner = threading.Thread(target=self._run, args=(job,), name=f"job-{job.id}", daemon=True)
+        self._runners[job.id] = runner
+        runner.start()
 
     # --- one job --------------------------------------------------------------------------------
 
@@ -165,6 +184,12 @@ class Dispatcher:
                 self._evaluate(job, files)
             else:
                 self._train(job, files)
+        except _Detached:
+            self._log.info("job left running on its executor", extra={"job": job.id})
+            return
+        except RunLost as exc:
+            kept = "; its last checkpoint is kept" if files.has_checkpoint() else ""
+            self._db.finish(job.id, "failed", error=f"{exc}{kept}")
         except Exception as exc:
             self._log.exception("job runner failed", extra={"job": job.id})
             self._db.finish(job.id, "failed", error=f"dispatcher error: {exc!r}")
@@ -279,34 +304,32 @@ class Dispatcher:
 
     def _supervise(self, job: Job, files: JobFiles, command: list[str]) -> tuple[int, Stop | None]:
         """Run `command` to its end, with heartbeats and progress; SIGTERM, grace, SIGKILL
-        when the job is cancelled or the dispatcher stops. Returns (exit code, why stopped)."""
-        with open(files.log, "ab") as log:
-            child = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=self._env,
-            )
-        self._db.set_pid(job.id, child.pid)
+        when the job is cancelled or the dispatcher stops (an executor whose runs survive it
+        keeps them: _Detached). Returns (exit code, why stopped)."""
+        run = self._attached.pop(job.id, None)
+        if run is not None and run.command != command:  # it ran another step of the job
+            files.append_log(f"[dispatcher] {run.executor_id} ran another step: stopping it")
+            run.kill()
+            return -signal.SIGKILL, "interrupted"
+        if run is None:
+            run = self._executor.start(job, files, command)
+        self._db.set_executor(job.id, self._executor.name, run.executor_id, run.pid)
         stop: Stop | None = None
         kill_at: float | None = None
-        while True:
-            try:
-                code = child.wait(timeout=self._settings.job_poll_s)
-                break
-            except subprocess.TimeoutExpired:
-                pass
+        while (code := run.wait(self._settings.job_poll_s)) is None:
             cancel = self._db.heartbeat(job.id, files.progress())
-            if stop is None and (cancel or self._stopping.is_set()):
+            stopping = self._stopping.is_set()
+            if stop is None and stopping and not cancel and self._executor.survives_restart:
+                files.append_log("[dispatcher] the service stopped; the job runs on")
+                raise _Detached
+            if stop is None and (cancel or stopping):
                 stop = "cancelled" if cancel else "interrupted"
                 files.append_log(f"[dispatcher] {stop}: SIGTERM to the trainer")
-                _signal_group(child.pid, signal.SIGTERM)
+                run.terminate()
                 kill_at = time.monotonic() + self._settings.cancel_grace_s
             elif kill_at is not None and time.monotonic() > kill_at:
                 files.append_log("[dispatcher] grace period over: SIGKILL")
-                _signal_group(child.pid, signal.SIGKILL)
+                run.kill()
                 kill_at = None
         self._db.heartbeat(job.id, files.progress())
         self._db.set_pid(job.id, None)
@@ -329,6 +352,12 @@ class Dispatcher:
         then requeue (resume) or fail them."""
         for job in self._db.running():
             files = JobFiles(self.root, job.id)
+            run = self._executor.attach(job, files) if job.executor == "ray" else None
+            if run is not None:
+                self._log.info("re-attached to a running job", extra={"job": job.id})
+                self._attached[job.id] = run
+                self._spawn(job)
+                continue
             if job.pid is not None and _is_our_child(job.pid, files.directory):
                 self._log.warning("stopping a leftover trainer", extra={"job": job.id})
                 _stop_leftover(job.pid, self._settings.cancel_grace_s)
@@ -358,11 +387,6 @@ def _failure(what: str, code: int, files: JobFiles) -> str:
     return message
 
 
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signum)
-
-
 def _is_our_child(pid: int, job_dir: Path) -> bool:
     """Whether `pid` runs a command inside `job_dir` (so a reused pid is never signalled)."""
     command = _live_command(pid)
@@ -370,13 +394,13 @@ def _is_our_child(pid: int, job_dir: Path) -> bool:
 
 
 def _stop_leftover(pid: int, grace_s: float) -> None:
-    _signal_group(pid, signal.SIGTERM)
+    signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         if _live_command(pid) is None:
             return
         time.sleep(0.1)
-    _signal_group(pid, signal.SIGKILL)
+    signal_group(pid, signal.SIGKILL)
 
 
 def _live_command(pid: int) -> bytes | None:

@@ -25,8 +25,11 @@ JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Select = Literal["last", "ope"]  # which checkpoint a job publishes
 JobKind = Literal["train", "evaluate"]
 PromoteMode = bool | Literal["if_better"]  # "if_better": through the promotion gate
+ExecutorName = Literal["local", "ray"]  # where a job runs (service.jobs.executors)
 ACTIVE: tuple[JobState, ...] = ("queued", "running")
 DB_FILE = "jobs.db"
+# columns added since the table's first version: added to an older table by ensure()
+_ADDED_COLUMNS = {"executor": "TEXT", "executor_id": "TEXT"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,7 +53,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     metrics TEXT,
     exit_code INTEGER,
     error TEXT,
-    model_version TEXT
+    model_version TEXT,
+    executor TEXT,
+    executor_id TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_dataset ON jobs (dataset_id, state);
@@ -106,6 +111,8 @@ class Job:
     exit_code: int | None = None
     error: str | None = None
     model_version: str | None = None
+    executor: ExecutorName | None = None  # where its last run started
+    executor_id: str | None = None  # the executor's id for that run: a pid, a Ray actor name
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -133,6 +140,8 @@ class Job:
             exit_code=row["exit_code"],
             error=row["error"],
             model_version=row["model_version"],
+            executor=row["executor"],
+            executor_id=row["executor_id"],
         )
 
 
@@ -145,6 +154,11 @@ class JobDB:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+        with self._write() as db:  # one process at a time adds what a table lacks
+            have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
         return self
 
     # --- the API's side -------------------------------------------------------------------------
@@ -235,6 +249,16 @@ class JobDB:
     def set_pid(self, job_id: str, pid: int | None) -> None:
         with self._write() as db:
             db.execute("UPDATE jobs SET pid = ? WHERE id = ?", (pid, job_id))
+
+    def set_executor(
+        self, job_id: str, executor: ExecutorName, executor_id: str, pid: int | None
+    ) -> None:
+        """Where the job's run started: the executor, its id for the run, a local pid."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET executor = ?, executor_id = ?, pid = ? WHERE id = ?",
+                (executor, executor_id, pid, job_id),
+            )
 
     def heartbeat(self, job_id: str, progress: Progress | None) -> bool:
         """Record the heartbeat (and progress, when read); returns whether cancel was asked."""

@@ -89,11 +89,13 @@ def _response(job: Job, root: pathlib.Path) -> JobResponse:
         exit_code=job.exit_code,
         error=job.error,
         model_version=job.model_version,
+        executor=job.executor,
+        executor_id=job.executor_id,
         checkpoint=files.has_checkpoint(),
         selection=_selection(files),
+        value_warning=files.value_warning(),
         evaluate=job.spec.evaluate,
     )
-        value_warning=files.value_warning(),
 
 
 def _selection(files: JobFiles) -> Selection | None:

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from service.core.api_schemas import NAME_PATTERN, Request, Response
 from service.datasets.dataset_store import ID_PATTERN as DATASET_ID_PATTERN
-from service.jobs.job_db import JobKind, JobState, PromoteMode, Select
+from service.jobs.job_db import ExecutorName, JobKind, JobState, PromoteMode, Select
 
 
 class TrainRequest(Request):
@@ -110,18 +110,24 @@ class JobResponse(Response):
     exit_code: int | None
     error: str | None
     model_version: str | None = Field(description="the version it published")
+    executor: ExecutorName | None = Field(
+        description="where its last run started: a local child process or the Ray cluster"
+    )
+    executor_id: str | None = Field(
+        description="the executor's id for that run: the child's pid, or the Ray actor's name"
+    )
     checkpoint: bool = Field(description="a resumable checkpoint exists")
+    value_warning: str | None = Field(
+        default=None,
+        description="set when the last epoch's critics are above the value bound the rewards "
+        "allow and rising (the metrics' value_mean, value_bound, value_excess)",
+    )
     selection: Selection | None = Field(
         description="which checkpoint was chosen and why; null without a holdout, or before "
         "the first scored epoch"
     )
     evaluate: dict[str, Any] | None = Field(
         description="an evaluation job's candidate, production and scored versions"
-    value_warning: str | None = Field(
-        default=None,
-        description="set when the last epoch's critics are above the value bound the rewards "
-        "allow and rising (the metrics' value_mean, value_bound, value_excess)",
-    )
     )
 
 

@@ -41,7 +41,7 @@ def training_params(
         raise InvalidInput("n_steps: give n_steps or n_epochs, not both")
     if n_steps is None and "n_epochs" not in params:
         raise InvalidInput("n_steps: required (the training budget), or n_epochs")
-    if not allow_gpu and not _on_cpu(params.get("use_gpu")):
+    if not allow_gpu and not on_cpu(params.get("use_gpu")):
         raise InvalidInput("params.use_gpu: training on a GPU is disabled (BEAR_ALLOW_GPU)")
     config = _validated(params)
     if n_steps is not None:
@@ -101,7 +101,7 @@ def train_command(
     return command
 
 
-def _on_cpu(use_gpu: Any) -> bool:
+def on_cpu(use_gpu: Any) -> bool:
     return use_gpu is None or use_gpu is False or use_gpu == "cpu"
 
 
