@@ -2,23 +2,35 @@
 
 Measured in one run:
 - the bundle runtime's own `predict` for 1 observation, in this process (p50/p99);
-- for 1 and 2 uvicorn workers (`--workers`), and for each transport (HTTP now): requests/s,
-  observations/s and latency p50/p99 at 1, 8 and 64 concurrent clients, each sending
-  1-observation requests on its own keep-alive connection, against
-  - `predict`: the real `POST /predict` of the service (a Pendulum-sized model), and
-  - `constant`: the floor of the stack, `constant_app()` below, a FastAPI app under the same
-    uvicorn settings and worker count whose `POST /predict` returns constant bytes;
-- the bar: `predict` requests/s over `constant` requests/s at 64 clients and 2 workers.
+- for 1 and 2 uvicorn workers (`--workers`), and for each transport (HTTP `POST /predict`, OIP v2
+  gRPC `ModelInfer` on BEAR_GRPC_PORT): requests/s, observations/s and latency p50/p99 at 1, 8
+  and 64 concurrent clients, each sending 1-observation requests on its own keep-alive
+  connection, against
+  - `predict`: the real service (a Pendulum-sized model), and
+  - `constant`: the floor of the transport's stack under the same worker count: over HTTP,
+    `constant_app()` below, a FastAPI app under the same uvicorn settings whose `POST /predict`
+    returns constant bytes; over gRPC, a grpc.aio server on uvloop (as the service's) whose
+    `ModelInfer` returns a fixed `ModelInferResponse` (`serve_latency_peers.py grpc-floor`);
+- with 1 worker, sequential calls from stock Python clients, each in its own process
+  (`serve_latency_peers.py sequential`): `--calls` 1-observation calls after 300 untimed ones,
+  `tritonclient.grpc` over gRPC and `http.client` (one keep-alive connection) over HTTP, to
+  `predict` and to `constant` (p50/p99), with the service's own time per call from its
+  Prometheus metrics (`bear_request_duration_seconds` sum over count for the route, from
+  `GET /metrics` before and after the client's calls);
+- the bars: over HTTP, `predict` requests/s over `constant` requests/s at 64 clients and 2
+  workers; over gRPC, the sequential tritonclient p50 of `predict` over that of `constant`.
 
-The load generator is `wrk` (C, one thread; `apt-get install wrk`) in its own process; its CPU
-time is reported (`client_cpu_s`) to show it is not the bottleneck. Every figure is the median
-over `--rounds` rounds, `predict` and `constant` measured back to back in each.
+The load generators run in their own processes and are C: `wrk` (HTTP/1.1; `apt-get install
+wrk`) and `h2load` (HTTP/2, here with gRPC's framing and headers; `apt-get install
+nghttp2-client`), one thread each; their CPU time is reported (`client_cpu_s`) to show they are
+not the bottleneck. h2load counts every gRPC answer as HTTP 200, so a gRPC error is counted from
+the answers' bytes (an error answer carries no message). Every figure is the median over
+`--rounds` rounds, `predict` and `constant` measured back to back in each.
 
     .venv/bin/python benchmarks/serve_latency.py [--batching] [--rounds 3] [--duration 4]
 
-Prints a table on stderr and exactly one JSON line on stdout. A transport is a function
-(`http_load`) that loads one server at one concurrency; a second one (gRPC, say) goes into
-TRANSPORTS with the server side it needs.
+Prints the tables on stderr and exactly one JSON line on stdout. A transport (`Transport`) is
+the servers it loads, its request body and its load function (one server at one concurrency).
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import socket
@@ -38,16 +51,21 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PEERS = Path(__file__).with_name("serve_latency_peers.py")
 HOST = "127.0.0.1"
 CONCURRENCY = (1, 8, 64)
 WORKERS = (1, 2)
 BAR = {"clients": 64, "workers": 2, "min_ratio": 0.7}
+GRPC_BAR = {"max_ratio": 1.3}  # sequential tritonclient p50: predict over constant
+WARMUP_CALLS = 300
+GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 sys.path.insert(0, str(REPO_ROOT))
 
 # The body the floor answers: a /predict answer of the same size.
@@ -67,7 +85,7 @@ def constant_app() -> Any:
     return app
 
 
-# --- load (one transport per function) ------------------------------------------------------------
+# --- load (one function per transport) -----------------------------------------------------------
 
 # wrk writes one JSON line when done; latencies in microseconds.
 WRK_SCRIPT = """
@@ -102,15 +120,70 @@ def http_load(port: int, body: bytes, clients: int, duration: int, work: Path) -
         "p50_ms": summary["p50_us"] / 1000,
         "p99_ms": summary["p99_us"] / 1000,
         "errors": summary["errors"],
-        "client_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "client_cpu_s": _cpu(after) - _cpu(before),
     }
 
 
-Load = Callable[[int, bytes, int, int, Path], dict[str, Any]]
-TRANSPORTS: dict[str, Load] = {"http": http_load}
+def grpc_call(port: int, body: bytes) -> bytes:
+    """One ModelInfer with a serialized request; the serialized answer."""
+    import grpc
+
+    with grpc.insecure_channel(f"{HOST}:{port}") as channel:
+        answer: bytes = channel.unary_unary(GRPC_METHOD)(body, timeout=10)
+    return answer
+
+
+def grpc_load(port: int, body: bytes, clients: int, duration: int, work: Path) -> dict[str, Any]:
+    """`clients` HTTP/2 connections, one call in flight each, sending the serialized
+    ModelInferRequest `body` for `duration` s."""
+    answer = len(grpc_call(port, body))  # an answer's size, to count the calls that failed
+    message, log = work / "infer.bin", work / "h2load.log"
+    message.write_bytes(b"\0" + len(body).to_bytes(4, "big") + body)  # gRPC's message frame
+    log.unlink(missing_ok=True)  # h2load appends to it
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        ["h2load", "-t1", f"-c{clients}", "-m1", f"-D{duration}", "-d", str(message),
+         "-H", "content-type: application/grpc", "-H", "te: trailers", f"--log-file={log}",
+         f"http://{HOST}:{port}{GRPC_METHOD}"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    report = done.stdout
+
+    def figure(pattern: str) -> float:
+        found = re.search(pattern, report)
+        if found is None:
+            raise RuntimeError(f"h2load: no {pattern!r} in its report:\n{report}")
+        return float(found[1])
+
+    finished = figure(r"(\d+) done")
+    answered = figure(r"\((\d+)\) data") // (5 + answer)  # an error answer has no message
+    micros = np.loadtxt(log, usecols=2, ndmin=1)  # per call: start, HTTP status, microseconds
+    return {
+        "requests_per_s": figure(r"finished in [\d.]+s, ([\d.]+) req/s"),
+        "p50_ms": float(np.percentile(micros, 50)) / 1000,
+        "p99_ms": float(np.percentile(micros, 99)) / 1000,
+        "errors": int(finished - answered),
+        "client_cpu_s": _cpu(after) - _cpu(before),
+    }
+
+
+def _cpu(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 # --- servers -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server process: the port loads go to, when it is ready, its `GET /metrics` port."""
+
+    command: list[str]
+    env: dict[str, str]
+    port: int
+    ready: Callable[[], bool]
+    metrics_port: int | None = None
 
 
 def free_port() -> int:
@@ -119,54 +192,125 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(
-    port: int, process: subprocess.Popen[bytes], path: str, timeout: float = 90.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
+def http_ready(port: int, path: str) -> Callable[[], bool]:
+    def ready() -> bool:
         try:
             connection = http.client.HTTPConnection(HOST, port, timeout=1)
             connection.request("GET", path)
-            if connection.getresponse().status < 500:
-                return
+            return connection.getresponse().status < 500
         except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not become ready")
+            return False
+
+    return ready
+
+
+def listening(port: int, sockets: int) -> Callable[[], bool]:
+    """Whether `sockets` sockets listen on `port`: one per process sharing it (SO_REUSEPORT)."""
+
+    def ready() -> bool:
+        rows = [
+            line.split()
+            for table in ("/proc/net/tcp", "/proc/net/tcp6")  # gRPC listens on IPv6 sockets
+            for line in Path(table).read_text().splitlines()[1:]
+        ]
+        return sum(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows) >= sockets
+
+    return ready
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], port: int, ready: str) -> Iterator[int]:
+def running(spec: Server, timeout: float = 90.0) -> Iterator[Server]:
     process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env={**os.environ, **env},
+        spec.command, cwd=REPO_ROOT, env={**os.environ, **spec.env},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_ready(port, process, ready)
-        yield port
+        deadline = time.monotonic() + timeout
+        while not spec.ready():
+            if process.poll() is not None:
+                raise RuntimeError(f"{spec.command[:4]} exited with {process.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{spec.command[:4]} did not become ready")
+            time.sleep(0.1)
+        yield spec
     finally:
         process.terminate()
         process.wait(timeout=60)
 
 
-def service(store: Path, workers: int, batching: bool) -> tuple[list[str], dict[str, str], int]:
-    port = free_port()
-    env = {"BEAR_BATCHING": str(batching).lower(), "BEAR_GRPC_PORT": ""}
+def service(store: Path, workers: int, batching: bool, grpc: bool) -> Server:
+    """`python -m service` over `store`; loads go to its gRPC port when `grpc`, else HTTP."""
+    port, grpc_port = free_port(), free_port()
+    env = {"BEAR_BATCHING": str(batching).lower(), "BEAR_GRPC_PORT": str(grpc_port) if grpc else ""}
     command = [sys.executable, "-m", "service", "serve", "--no-demo", "--store", str(store),
                "--port", str(port), "--workers", str(workers)]  # fmt: skip
-    return command, env, port
+    http = http_ready(port, "/v2/health/ready")
+    if not grpc:
+        return Server(command, env, port, http, metrics_port=port)
+    every = listening(grpc_port, workers)
+    return Server(command, env, grpc_port, lambda: http() and every(), metrics_port=port)
 
 
-def floor(workers: int) -> tuple[list[str], dict[str, str], int]:
-    """The constant app under `python -m service`'s uvicorn settings."""
+def http_servers(store: Path, workers: int, batching: bool) -> dict[str, Server]:
+    """The service and the constant app under `python -m service`'s uvicorn settings."""
     port = free_port()
     code = (
         "import uvicorn; uvicorn.run('serve_latency:constant_app', factory=True, "
         f"host='{HOST}', port={port}, workers={workers}, access_log=False, log_level='info')"
     )
     env = {"PYTHONPATH": str(Path(__file__).parent)}
-    return [sys.executable, "-c", code], env, port
+    return {
+        "predict": service(store, workers, batching, grpc=False),
+        "constant": Server([sys.executable, "-c", code], env, port, http_ready(port, "/docs")),
+    }
+
+
+def grpc_servers(store: Path, workers: int, batching: bool) -> dict[str, Server]:
+    """The service's gRPC port and the constant ModelInfer, each with `workers` processes."""
+    port = free_port()
+    command = [sys.executable, str(PEERS), "grpc-floor", "--port", str(port),
+               "--workers", str(workers)]  # fmt: skip
+    return {
+        "predict": service(store, workers, batching, grpc=True),
+        "constant": Server(command, {}, port, listening(port, workers)),
+    }
+
+
+def http_body(model: str, observation: list[float]) -> bytes:
+    return json.dumps({"observations": [observation]}).encode()
+
+
+def grpc_body(model: str, observation: list[float]) -> bytes:
+    """The ModelInferRequest tritonclient sends for one observation, serialized."""
+    from service.inference.oip_grpc import grpc_service_pb2 as pb
+
+    request = pb.ModelInferRequest(
+        model_name=model,
+        inputs=[pb.ModelInferRequest.InferInputTensor(
+            name="observations", datatype="FP32", shape=[1, len(observation)]
+        )],
+        outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name="actions")],
+        raw_input_contents=[np.asarray(observation, np.float32).tobytes()],
+    )  # fmt: skip
+    return request.SerializeToString()
+
+
+Load = Callable[[int, bytes, int, int, Path], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Transport:
+    servers: Callable[[Path, int, bool], dict[str, Server]]  # {"predict": ..., "constant": ...}
+    body: Callable[[str, list[float]], bytes]  # one observation's request
+    load: Load
+    client: str  # the stock Python client of the sequential calls
+    route: str  # the service's `route` label in its metrics
+
+
+TRANSPORTS: dict[str, Transport] = {
+    "http": Transport(http_servers, http_body, http_load, "http.client", "/predict"),
+    "grpc": Transport(grpc_servers, grpc_body, grpc_load, "tritonclient.grpc", GRPC_METHOD),
+}
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -193,7 +337,8 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def runtime_latency(store: Path, n: int) -> tuple[dict[str, float], list[float]]:
+def runtime_latency(store: Path, n: int) -> tuple[dict[str, float], str, list[float]]:
+    """The served model's in-process predict p50/p99, its name and an observation."""
     from bear_core.bundle import load_bundle
     from service.models.model_store import ModelStore
 
@@ -208,49 +353,98 @@ def runtime_latency(store: Path, n: int) -> tuple[dict[str, float], list[float]]
         start = time.perf_counter()
         bundle.predict(obs)
         timings.append(time.perf_counter() - start)
-    return percentiles(timings), obs[0].tolist()
+    return percentiles(timings), name, obs[0].tolist()
+
+
+# --- sequential Python clients -------------------------------------------------------------------
+
+
+def server_seconds(port: int, route: str) -> tuple[float, float]:
+    """The service's `bear_request_duration_seconds` sum and count for `route`."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    label = f'{{route="{route}"}}'
+    found = {
+        key: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        for key in ("sum", "count")
+        if line.startswith(f"bear_request_duration_seconds_{key}{label} ")
+    }
+    return found.get("sum", 0.0), found.get("count", 0.0)
+
+
+def sequential(
+    transport: str, spec: Server, model: str, observation: list[float], calls: int
+) -> dict[str, Any]:
+    """Sequential calls from the transport's stock Python client, in its own process."""
+    route, port = TRANSPORTS[transport].route, spec.metrics_port
+    start = server_seconds(port, route) if port else (0.0, 0.0)
+    done = subprocess.run(
+        [sys.executable, str(PEERS), "sequential", transport, "--port", str(spec.port),
+         "--model", model, "--observation", json.dumps(observation), "--calls", str(calls),
+         "--warmup", str(WARMUP_CALLS)],
+        cwd=REPO_ROOT, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    figures: dict[str, Any] = json.loads(done.stdout)
+    if port:
+        total, count = server_seconds(port, route)
+        figures["server_ms"] = (total - start[0]) / (count - start[1]) * 1000
+    return figures
 
 
 # --- the run -------------------------------------------------------------------------------------
 
 
-def measure(args: argparse.Namespace, store: Path, body: bytes, work: Path) -> dict[str, Any]:
-    """{transport: {workers: {target: {clients: median figures}}}}."""
+def measure(
+    args: argparse.Namespace, store: Path, model: str, observation: list[float], work: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Loads: {transport: {workers: {target: {clients: median figures}}}}; sequential calls
+    (1 worker): {transport: {target: median figures}}."""
     results: dict[str, Any] = {}
-    for transport, load in TRANSPORTS.items():
+    calls: dict[str, Any] = {}
+    for name, transport in TRANSPORTS.items():
+        body = transport.body(model, observation)
         for workers in WORKERS:
             with ExitStack() as stack:
-                ports = {
-                    "predict": stack.enter_context(
-                        server(*service(store, workers, args.batching), "/v2/health/ready")
-                    ),
-                    "constant": stack.enter_context(server(*floor(workers), "/docs")),
+                servers = {
+                    target: stack.enter_context(running(spec))
+                    for target, spec in transport.servers(store, workers, args.batching).items()
                 }
-                runs: dict[str, dict[int, list[dict[str, Any]]]] = {t: {} for t in ports}
+                runs: dict[str, dict[int, list[dict[str, Any]]]] = {t: {} for t in servers}
+                calls_runs: dict[str, list[dict[str, Any]]] = {t: [] for t in servers}
                 for _ in range(args.rounds):
+                    if workers == 1:
+                        for target, spec in servers.items():
+                            calls_runs[target].append(
+                                sequential(name, spec, model, observation, args.calls)
+                            )
                     for clients in CONCURRENCY:
-                        for target, port in ports.items():
-                            figures = load(port, body, clients, args.duration, work)
+                        for target, spec in servers.items():
+                            figures = transport.load(spec.port, body, clients, args.duration, work)
                             runs[target].setdefault(clients, []).append(figures)
-            results.setdefault(transport, {})[workers] = {
+            results.setdefault(name, {})[workers] = {
                 target: {clients: _median(rounds) for clients, rounds in by_clients.items()}
                 for target, by_clients in runs.items()
             }
-    return results
+            if workers == 1:
+                calls[name] = {t: _median(r, rate=False) for t, r in calls_runs.items()}
+    return results, calls
 
 
-def _median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def _median(rounds: list[dict[str, Any]], rate: bool = True) -> dict[str, Any]:
     figures = {key: round(statistics.median(r[key] for r in rounds), 3) for key in rounds[0]}
-    figures["observations_per_s"] = figures["requests_per_s"]  # 1 observation per request
-    figures["errors"] = sum(r["errors"] for r in rounds)
+    if rate:
+        figures["observations_per_s"] = figures["requests_per_s"]  # 1 observation per request
+        figures["errors"] = sum(r["errors"] for r in rounds)
     return figures
 
 
-def table(results: dict[str, Any], runtime: dict[str, float]) -> str:
+def table(results: dict[str, Any], calls: dict[str, Any], runtime: dict[str, float]) -> str:
     lines = [
         "| transport | workers | target | clients | req/s | obs/s | p50 ms | p99 ms | "
-        "client CPU s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "client CPU s | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for transport, by_workers in results.items():
         for workers, by_target in by_workers.items():
@@ -259,12 +453,26 @@ def table(results: dict[str, Any], runtime: dict[str, float]) -> str:
                     lines.append(
                         f"| {transport} | {workers} | {target} | {clients} | "
                         f"{f['requests_per_s']:.0f} | {f['observations_per_s']:.0f} | "
-                        f"{f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {f['client_cpu_s']:.2f} |"
+                        f"{f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {f['client_cpu_s']:.2f} | "
+                        f"{f['errors']} |"
                     )
     lines.append(
         f"| in-process | - | bundle.predict | 1 | - | - | {runtime['p50_ms']:.4f} | "
-        f"{runtime['p99_ms']:.4f} | - |"
+        f"{runtime['p99_ms']:.4f} | - | - |"
     )
+    lines += [
+        "",
+        "| transport | Python client (sequential, 1 worker) | target | p50 ms | p99 ms | "
+        "server-side mean ms | client CPU s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for transport, by_target in calls.items():
+        for target, f in by_target.items():
+            server = f"{f['server_ms']:.3f}" if "server_ms" in f else "-"
+            lines.append(
+                f"| {transport} | {TRANSPORTS[transport].client} | {target} | "
+                f"{f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {server} | {f['client_cpu_s']:.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -275,24 +483,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=4, help="seconds per measurement")
     parser.add_argument("--requests", type=int, default=5000, help="in-process predict calls")
+    parser.add_argument("--calls", type=int, default=3000, help="sequential client calls")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk not found: install it (Debian: apt-get install wrk)")
+    for tool, package in (("wrk", "wrk"), ("h2load", "nghttp2-client")):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found: install it (Debian: apt-get install {package})")
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store or build_store(Path(tmp))
-        runtime, observation = runtime_latency(store, args.requests)
-        body = json.dumps({"observations": [observation]}).encode()
-        results = measure(args, store, body, Path(tmp))
+        runtime, model, observation = runtime_latency(store, args.requests)
+        results, calls = measure(args, store, model, observation, Path(tmp))
+    load_after = os.getloadavg()
     http = results["http"]
     ratio = (
         http[BAR["workers"]]["predict"][BAR["clients"]]["requests_per_s"]
         / http[BAR["workers"]]["constant"][BAR["clients"]]["requests_per_s"]
     )
-    print(table(results, runtime), file=sys.stderr)
+    grpc_ratio = calls["grpc"]["predict"]["p50_ms"] / calls["grpc"]["constant"]["p50_ms"]
+    print(table(results, calls, runtime), file=sys.stderr)
     print(
-        f"bar: predict / constant requests/s at {BAR['clients']} clients, {BAR['workers']} "
-        f"workers = {ratio:.2f} (needs >= {BAR['min_ratio']})",
+        f"bar: HTTP predict / constant requests/s at {BAR['clients']} clients, {BAR['workers']} "
+        f"workers = {ratio:.2f} (needs >= {BAR['min_ratio']})\n"
+        f"bar: gRPC predict / constant tritonclient p50 = {grpc_ratio:.2f} "
+        f"(needs <= {GRPC_BAR['max_ratio']})\n"
+        f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after, "
+        f"on {os.cpu_count()} CPUs",
         file=sys.stderr,
     )
     print(
@@ -303,8 +519,15 @@ def main() -> None:
                 "rounds": args.rounds,
                 "duration_s": args.duration,
                 "results": results,
+                "sequential_python_clients": {"calls": args.calls, **calls},
                 "runtime_predict_1obs_in_process": runtime,
                 "bar": {**BAR, "ratio": round(ratio, 3), "met": ratio >= BAR["min_ratio"]},
+                "grpc_bar": {
+                    **GRPC_BAR,
+                    "ratio": round(grpc_ratio, 3),
+                    "met": grpc_ratio <= GRPC_BAR["max_ratio"],
+                },
+                "load_average": {"before": load_before, "after": load_after},
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
             }
