@@ -122,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--fqe-steps", type=int, default=3000, help="FQE steps per scored epoch")
     train.add_argument(
+        "--holdout-seed",
+        type=int,
+        default=None,
+        help="seed of the held-out split and of FQE (default: the BEAR seed); runs of different "
+        "seeds with one --holdout-seed are scored on the same episodes",
+    )
+    train.add_argument(
         "--keep-checkpoints",
         type=keep_count,
         default=5,
@@ -213,7 +220,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_param_names(params)
     algo = BEAR(**params)  # validates the parameters before any data is read
     options = SelectOptions(
-        args.holdout, args.select, args.keep_checkpoints, args.select_candidates, args.fqe_steps
+        args.holdout,
+        args.select,
+        args.keep_checkpoints,
+        args.select_candidates,
+        args.fqe_steps,
+        args.holdout_seed,
     )
     dataset = read_hdf5(args.dataset)
     names = [s for s in args.scorers.split(",") if s] if args.test_size > 0 else []
@@ -260,6 +272,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         keep_checkpoints=options.keep_checkpoints,
         select_candidates=options.select_candidates,
         fqe_steps=options.fqe_steps,
+        holdout_seed=options.holdout_seed,
         episode_ids=episode_ids,
         source_sha256=sha256_file(Path(args.dataset)),
     ):

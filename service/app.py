@@ -37,9 +37,10 @@ from service.inference import inference_routes, oip_routes
 from service.inference.fast_predict import FastPredict
 from service.inference.grpc_server import STOP_GRACE_S, start_grpc_server
 from service.inference.served_model import Execution
-from service.jobs import job_routes, promotion_routes
+from service.jobs import job_routes, promotion_routes, sweep_routes
 from service.jobs.dispatcher import Dispatcher
 from service.jobs.job_db import JobDB
+from service.jobs.sweep_db import SweepDB
 from service.models import model_routes
 from service.models.model_store import ModelStore
 from service.models.registry import CHANGES_POLL_S, Registry
@@ -54,6 +55,7 @@ class State(TypedDict):
     metrics: Metrics
     datasets: DatasetStore
     jobs: JobDB
+    sweeps: SweepDB
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -88,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if not settings.api_keys:
             logger.warning("no API key configured: model management endpoints are disabled")
-        job_db = JobDB(settings.store).ensure()
+        job_db = SweepDB(settings.store).ensure()  # the jobs table and the sweeps table
         dispatcher = (
             Dispatcher(settings, job_db, registry.publish, registry.promote, logger).start()
             if settings.dispatcher
@@ -107,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "metrics": app_metrics,
                 "datasets": DatasetStore(settings.store).ensure(),
                 "jobs": job_db,
+                "sweeps": job_db,
             }
         finally:
             follower.cancel()
@@ -135,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dataset_routes.router)
     app.include_router(job_routes.router)
     app.include_router(promotion_routes.router)
+    app.include_router(sweep_routes.router)
     app.include_router(dashboard_routes.router)
     return app
 

@@ -19,6 +19,7 @@ from bear_core.training.loop import fitter
 from bear_core.training.selection import (
     SelectOptions,
     candidate_epochs,
+    holdout_indices,
     holdout_split,
     prune_checkpoints,
 )
@@ -100,6 +101,8 @@ def test_holdout_needs_two_episodes(tmp_path: Path) -> None:
         ({"keep_checkpoints": 2.0}, "keep_checkpoints"),
         ({"select_candidates": 0}, "select_candidates"),
         ({"fqe_steps": 0}, "fqe_steps"),
+        ({"holdout_seed": -1}, "holdout_seed"),
+        ({"holdout_seed": 1.0}, "holdout_seed"),
     ],
 )
 def test_bad_options_raise_value_error_naming_them(
@@ -244,6 +247,23 @@ def test_select_last_with_a_holdout_trains_on_the_rest_and_scores_only_the_last(
     train, _ = holdout_split(list(dataset.episodes), 0.3, seed=0)
     plain, _ = fit(train, tmp_path / "plain", 3, action_bounds=dataset.action_bounds)
     np.testing.assert_array_equal(algo.predict(OBS), plain.predict(OBS))  # the same training
+
+
+def test_holdout_seed_holds_out_and_scores_alike_whatever_the_bear_seed(tmp_path: Path) -> None:
+    dataset = make_dataset(n_episodes=10)
+    held: dict[tuple[int, int | None], list[int]] = {}
+    for seed in (0, 1):
+        for holdout_seed in (None, 7):
+            algo = BEAR(**{**TINY, "n_epochs": 1, "seed": seed})
+            run = tmp_path / f"{seed}-{holdout_seed}"
+            scored = fitter(algo, dataset, run_dir=run, holdout=0.3, holdout_seed=holdout_seed,
+                            estimator=FakeEstimator({1: 0.0}), **QUIET)  # fmt: skip
+            assert [epoch for epoch, _ in scored] == [1]
+            record = algo.provenance["holdout"]
+            assert record["seed"] == record["fqe_seed"] == (seed if holdout_seed is None else 7)
+            held[seed, holdout_seed] = record["episodes"]
+    assert held[0, None] != held[1, None]  # by default the BEAR seed picks them
+    assert held[0, 7] == held[1, 7] == holdout_indices(10, 0.3, seed=7)
 
 
 def test_select_last_without_holdout_scores_nothing_and_writes_no_selection(

@@ -275,6 +275,7 @@ class BEAR:
         keep_checkpoints: int | None = DEFAULT_KEEP_CHECKPOINTS,
         select_candidates: int = DEFAULT_SELECT_CANDIDATES,
         fqe_steps: int = DEFAULT_FQE_STEPS,
+        holdout_seed: int | None = None,
     ) -> list[tuple[int, dict[str, float]]]:
         """Train for n_epochs; returns [(epoch, metrics)]. The positional arguments are the
         reference's `fit`; the keyword-only ones are extensions. See
@@ -288,6 +289,7 @@ class BEAR:
                 run_dir=run_dir, should_stop=should_stop, action_bounds=action_bounds,
                 holdout=holdout, select=select, keep_checkpoints=keep_checkpoints,
                 select_candidates=select_candidates, fqe_steps=fqe_steps,
+                holdout_seed=holdout_seed,
             )
         )  # fmt: skip
 
@@ -312,6 +314,7 @@ class BEAR:
         keep_checkpoints: int | None = DEFAULT_KEEP_CHECKPOINTS,
         select_candidates: int = DEFAULT_SELECT_CANDIDATES,
         fqe_steps: int = DEFAULT_FQE_STEPS,
+        holdout_seed: int | None = None,
     ) -> Iterator[tuple[int, dict[str, float]]]:
         """`fit` as a generator of (epoch, metrics), one item per finished epoch."""
         from bear_core.training.loop import fitter
@@ -322,6 +325,7 @@ class BEAR:
             run_dir=run_dir, should_stop=should_stop, action_bounds=action_bounds,
             holdout=holdout, select=select, keep_checkpoints=keep_checkpoints,
             select_candidates=select_candidates, fqe_steps=fqe_steps,
+            holdout_seed=holdout_seed,
         )  # fmt: skip
 
     def update(self, epoch: int, total_step: int, batch: TransitionBatch) -> dict[str, float]:

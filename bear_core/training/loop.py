@@ -71,6 +71,7 @@ def fitter(
     keep_checkpoints: int | None = DEFAULT_KEEP_CHECKPOINTS,
     select_candidates: int = DEFAULT_SELECT_CANDIDATES,
     fqe_steps: int = DEFAULT_FQE_STEPS,
+    holdout_seed: int | None = None,
     estimator: Estimator | None = None,
     episode_ids: Sequence[int] | None = None,
     source_sha256: str | None = None,
@@ -80,8 +81,10 @@ def fitter(
     `action_bounds` (low, high) declares the action range when `episodes` is a plain list
     (an MDPDataset brings its own; otherwise the data's min and max are used).
 
-    `holdout`: the share of the episodes never trained on (split by episode, seeded by the
-    algo's seed; at least one on each side). `select`: "last" keeps the last epoch; "ope" (needs
+    `holdout`: the share of the episodes never trained on (split by episode, seeded by
+    `holdout_seed`, default the algo's seed; at least one on each side). The FQE estimates are
+    seeded by the same seed, so runs of different seeds with one `holdout_seed` are scored alike
+    on the same episodes. `select`: "last" keeps the last epoch; "ope" (needs
     holdout > 0) scores `select_candidates` epochs, evenly spaced and always including the last,
     by fitted Q evaluation (`fqe_steps` steps each) on the held-out episodes and ends with the
     best one loaded (`model_best.pt`, `selection.json`). With select="last" and a holdout, only
@@ -97,9 +100,12 @@ def fitter(
         raise ValueError(f"save_interval must be an int >= 1, got {save_interval!r}")
     if scorers and not eval_episodes:
         raise ValueError("scorers need eval_episodes to score")
-    options = SelectOptions(holdout, select, keep_checkpoints, select_candidates, fqe_steps)
+    options = SelectOptions(
+        holdout, select, keep_checkpoints, select_candidates, fqe_steps, holdout_seed
+    )
+    split_seed = algo.config.seed if holdout_seed is None else holdout_seed
     given_episodes, bounds = _episodes(episodes, "episodes")
-    train_episodes, held_out = holdout_split(given_episodes, holdout, algo.config.seed)
+    train_episodes, held_out = holdout_split(given_episodes, holdout, split_seed)
     if episode_ids is not None and len(episode_ids) != len(given_episodes):
         raise ValueError(
             f"episode_ids must give one index per episode ({len(given_episodes)}), "
@@ -142,22 +148,22 @@ def fitter(
     )
     if held_out:
         algo.provenance["holdout_episodes"] = len(held_out)
-        positions = holdout_indices(len(given_episodes), holdout, algo.config.seed)
+        positions = holdout_indices(len(given_episodes), holdout, split_seed)
         algo.provenance["holdout"] = {
             "fraction": holdout,
-            "seed": algo.config.seed,
+            "seed": split_seed,
             "episodes": [i if episode_ids is None else int(episode_ids[i]) for i in positions],
             "episodes_sha256": episodes_sha256(held_out),
             "source_sha256": source_sha256,
             "fqe_steps": options.fqe_steps,
-            "fqe_seed": algo.config.seed,
+            "fqe_seed": split_seed,
         }
     cfg = algo.config
     selection = None
     if options.scores:
         selection = Selection(
             directory, options, held_out, algo.provenance["dataset_sha256"], cfg.n_epochs,
-            cfg.seed, estimator,
+            split_seed, estimator,
         )  # fmt: skip
     steps_per_epoch = cfg.n_steps_per_epoch or max(1, len(buffer) // cfg.batch_size)
     data = _device_data(buffer, m)

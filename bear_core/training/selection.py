@@ -53,6 +53,7 @@ class SelectOptions:
     keep_checkpoints: int | None = DEFAULT_KEEP_CHECKPOINTS
     select_candidates: int = DEFAULT_SELECT_CANDIDATES
     fqe_steps: int = DEFAULT_FQE_STEPS
+    holdout_seed: int | None = None
 
     def __post_init__(self) -> None:
         holdout = self.holdout
@@ -73,6 +74,9 @@ class SelectOptions:
         for name in ("select_candidates", "fqe_steps"):
             if not _is_count(getattr(self, name)):
                 raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
+        seed = self.holdout_seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"holdout_seed must be an int >= 0 or None, got {seed!r}")
 
     @property
     def scores(self) -> bool:

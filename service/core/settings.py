@@ -87,6 +87,9 @@ class Settings(BaseSettings):
         default=None, ge=1, description="OMP_NUM_THREADS of each trainer (default: torch's choice)"
     )
     allow_gpu: bool = Field(default=False, description="let POST /train ask for use_gpu")
+    max_sweep_trials: int = Field(
+        default=64, ge=1, le=10_000, description="most trials (training jobs) one sweep may ask for"
+    )
     ray_address: str | None = Field(
         default=None,
         description="run every training job on this Ray cluster: 'ray://<head>:10001' (Ray "

@@ -5,7 +5,8 @@ job's model. A job that asked `promote: "if_better"` then goes through the promo
 (service.jobs.promotion_gate), running the gate's evaluator as a second child when production's
 estimate on the candidate's held-out episodes is missing. An "evaluate" job (queued by a gated
 promote request) runs only the evaluator (`python -m bear_core evaluate-bundle`) and keeps its
-estimates with the versions.
+estimates with the versions. Every poll it also takes the running sweeps whose trials have
+ended a step further (service.jobs.sweep_supervisor: publish the best trial, gate it).
 
 One dispatcher per store: it holds an flock on <store>/jobs/dispatcher.lock while it runs (a
 second one waits for it) and rewrites <store>/jobs/dispatcher.heartbeat every poll (for health
@@ -35,7 +36,6 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Literal
 
@@ -47,6 +47,8 @@ from service.jobs.job_db import Job, JobDB, JobState
 from service.jobs.job_files import JobFiles
 from service.jobs.job_specs import train_command
 from service.jobs.promotion_gate import GatePlan, Promote, PromotionGate
+from service.jobs.sweep_db import SweepDB
+from service.jobs.sweep_supervisor import Publish, SweepSupervisor
 from service.models.model_store import ModelStore
 
 LOCK_FILE = "dispatcher.lock"
@@ -54,7 +56,6 @@ HEARTBEAT_FILE = "dispatcher.heartbeat"
 MAX_ATTEMPTS = 3  # runs of one resumable job, restarts included
 LOCK_RETRY_S = 2.0
 
-Publish = Callable[[str, Path, bool], str]  # (model name, bundle dir, promote) -> version
 Stop = Literal["cancelled", "interrupted"]
 
 
@@ -77,6 +78,15 @@ class Dispatcher:
         self._datasets = DatasetStore(settings.store)
         self._publish = publish
         self._gate = PromotionGate(ModelStore(settings.store), self._datasets, promote, logger)
+        self._sweeps = SweepSupervisor(
+            SweepDB(settings.store).ensure(),
+            settings.store,
+            publish,
+            promote,
+            self._gate,
+            settings.promotion_margin,
+            logger,
+        )
         self._log = logger
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._main, name="job-dispatcher", daemon=True)
@@ -124,6 +134,7 @@ class Dispatcher:
             while not self._stopping.is_set():
                 try:
                     self._dispatch()
+                    self._sweeps.step()
                 except sqlite3.Error:
                     self._log.exception("claiming a job failed; trying again")
                 self._beat()
@@ -216,6 +227,10 @@ class Dispatcher:
             return
         if code != 0:
             self._db.finish(job.id, "failed", code, _failure("trainer", code, files))
+            return
+        if not job.spec.publish:
+            files.append_log("[dispatcher] bundle kept unpublished: its sweep publishes the best")
+            self._db.finish(job.id, "succeeded", 0)
             return
         promote = job.spec.promote is True
         try:

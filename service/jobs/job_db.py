@@ -65,8 +65,11 @@ CREATE INDEX IF NOT EXISTS jobs_by_dataset ON jobs (dataset_id, state);
 @dataclass(frozen=True)
 class JobSpec:
     """What a job was asked to do (validated before it is queued). A "train" job trains and
-    publishes; an "evaluate" job computes the promotion gate's estimates: `evaluate` holds its
-    candidate, the production version and the versions to score."""
+    publishes (unless `publish` is false: a sweep's trial keeps its bundle in the job's directory
+    and the sweep publishes the best one; `sweep` names the sweep, the trial's index and the
+    parameters it tries); an "evaluate" job computes the promotion gate's estimates: `evaluate`
+    holds its candidate, the production version and the versions to score. `holdout_seed`
+    seeds the held-out split and FQE (None: the BEAR seed)."""
 
     params: dict[str, Any]
     promote: PromoteMode = False
@@ -80,6 +83,9 @@ class JobSpec:
     fqe_steps: int = 3000
     kind: JobKind = "train"
     evaluate: dict[str, Any] | None = None
+    publish: bool = True
+    holdout_seed: int | None = None
+    sweep: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,11 +182,7 @@ class JobDB:
         with self._write() as db:
             if not dataset_exists(dataset_id):
                 raise InvalidInput(f"dataset_id: dataset {dataset_id!r} not found")
-            db.execute(
-                "INSERT INTO jobs (id, state, model_name, dataset_id, spec, created_at) "
-                "VALUES (?, 'queued', ?, ?, ?, ?)",
-                (job_id, model_name, dataset_id, json.dumps(spec.__dict__), time.time()),
-            )
+            self._insert(db, job_id, model_name, dataset_id, spec)
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job:
@@ -312,6 +314,15 @@ class JobDB:
             )
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _insert(
+        self, db: sqlite3.Connection, job_id: str, model_name: str, dataset_id: str, spec: JobSpec
+    ) -> None:
+        db.execute(
+            "INSERT INTO jobs (id, state, model_name, dataset_id, spec, created_at) "
+            "VALUES (?, 'queued', ?, ?, ?, ?)",
+            (job_id, model_name, dataset_id, json.dumps(spec.__dict__), time.time()),
+        )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

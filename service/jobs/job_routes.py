@@ -50,15 +50,20 @@ def _time(timestamp: float | None) -> datetime | None:
     return datetime.fromtimestamp(timestamp, UTC) if timestamp is not None else None
 
 
+def job_progress(job: Job) -> float:
+    """Steps done over total steps (1 once it succeeded)."""
+    p = job.progress
+    if job.state == "succeeded":
+        return 1.0
+    if p.step is not None and p.total_steps:
+        return min(1.0, p.step / p.total_steps)
+    return 0.0
+
+
 def _response(job: Job, root: pathlib.Path) -> JobResponse:
     p = job.progress
     files = JobFiles(root, job.id)
-    if job.state == "succeeded":
-        done = 1.0
-    elif p.step is not None and p.total_steps:
-        done = min(1.0, p.step / p.total_steps)
-    else:
-        done = 0.0
+    sweep = job.spec.sweep
     return JobResponse(
         id=job.id,
         kind=job.spec.kind,
@@ -74,7 +79,7 @@ def _response(job: Job, root: pathlib.Path) -> JobResponse:
         keep_checkpoints=job.spec.keep_checkpoints,
         select_candidates=job.spec.select_candidates,
         fqe_steps=job.spec.fqe_steps,
-        progress=done,
+        progress=job_progress(job),
         epoch=p.epoch,
         n_epochs=p.n_epochs,
         step=p.step,
@@ -95,6 +100,10 @@ def _response(job: Job, root: pathlib.Path) -> JobResponse:
         selection=_selection(files),
         value_warning=files.value_warning(),
         evaluate=job.spec.evaluate,
+        publish=job.spec.publish,
+        holdout_seed=job.spec.holdout_seed,
+        sweep_id=None if sweep is None else sweep["id"],
+        trial_params=None if sweep is None else sweep["params"],
     )
 
 

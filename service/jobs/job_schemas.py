@@ -129,6 +129,17 @@ class JobResponse(Response):
     evaluate: dict[str, Any] | None = Field(
         description="an evaluation job's candidate, production and scored versions"
     )
+    publish: bool = Field(
+        description="publishes its bundle when it succeeds; false for a sweep's trials (the "
+        "sweep publishes the best one)"
+    )
+    holdout_seed: int | None = Field(
+        description="seed of the held-out split and of FQE; null: the BEAR seed"
+    )
+    sweep_id: str | None = Field(description="the sweep this job is a trial of")
+    trial_params: dict[str, Any] | None = Field(
+        description="a sweep's trial: the searched parameter values and the seed it tries"
+    )
 
 
 class JobList(Response):

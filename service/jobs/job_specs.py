@@ -14,7 +14,7 @@ from service.jobs.job_db import JobSpec
 
 STEPS_PER_EPOCH = 1000  # epochs an `n_steps` budget is cut into, at most this long
 HOLDOUT_MIN_EPISODES = 3
-_KNOWN = frozenset(BEARConfig.__dataclass_fields__)
+KNOWN_PARAMS = frozenset(BEARConfig.__dataclass_fields__)
 
 
 def training_params(
@@ -28,7 +28,7 @@ def training_params(
 
     `n_steps` becomes equal epochs of at most STEPS_PER_EPOCH steps (or of `n_steps_per_epoch`
     when params sets it), rounded up to whole epochs. InvalidInput names the parameter."""
-    unknown = sorted(set(params) - _KNOWN)
+    unknown = sorted(set(params) - KNOWN_PARAMS)
     if unknown:
         raise InvalidInput(f"params.{unknown[0]}: not a BEAR parameter (unknown: {unknown})")
     params = dict(params)
@@ -98,6 +98,8 @@ def train_command(
     command += ["--holdout", repr(spec.holdout), "--select", spec.select]
     command += ["--keep-checkpoints", keep, "--select-candidates", str(spec.select_candidates)]
     command += ["--fqe-steps", str(spec.fqe_steps)]
+    if spec.holdout_seed is not None:
+        command += ["--holdout-seed", str(spec.holdout_seed)]
     return command
 
 

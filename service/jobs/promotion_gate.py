@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from bear_core.bundle import Manifest
 from bear_core.config import BEARConfig
 from service.core.http_errors import Conflict
 from service.datasets.dataset_store import DatasetStore
+from service.jobs.job_db import Job, JobDB, JobSpec
 from service.models.model_store import ModelStore
 from service.models.promotion_records import PromotionRecords
 
@@ -290,6 +292,23 @@ class PromotionGate:
             },
         )
         return record
+
+
+def evaluation_job(jobs: JobDB, dataset_exists: Callable[[str], bool], plan: GatePlan) -> Job:
+    """The queued or running evaluation job computing the plan's missing estimates, or a new
+    one."""
+    target = {"candidate": plan.candidate, "production": plan.production, "versions": plan.missing}
+    for job in [*jobs.list("queued", 1000), *jobs.list("running", 1000)]:
+        if (
+            job.spec.kind == "evaluate"
+            and job.model_name == plan.name
+            and job.spec.evaluate == target
+        ):
+            return job
+    spec = JobSpec(params={}, kind="evaluate", evaluate=target)
+    return jobs.submit(
+        plan.name, plan.held_out.dataset_id, spec, secrets.token_hex(8), dataset_exists
+    )
 
 
 def refused_body(record: dict[str, Any]) -> dict[str, Any]:

@@ -5,8 +5,6 @@ missing estimate (repeat the request once it has finished). Needs an API key."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, status
@@ -18,9 +16,8 @@ from service.core.http_errors import InvalidInput
 from service.core.json_logs import get_logger
 from service.core.security import require_admin_key
 from service.datasets.dataset_deps import DatasetsDep
-from service.jobs.job_db import Job, JobDB, JobSpec
 from service.jobs.job_routes import JobsDep
-from service.jobs.promotion_gate import GatePlan, PromotionGate, refused_body
+from service.jobs.promotion_gate import PromotionGate, evaluation_job, refused_body
 from service.models.model_routes import RegistryDep
 from service.models.model_schemas import PromotedVersion, Promotion
 
@@ -89,7 +86,7 @@ def promote(
     plan = gates.plan(name, version, expect)
     if plan.missing:
         gates.dataset_path(plan.held_out)  # 409 now when the episodes cannot be read
-        job = _evaluation_job(jobs, datasets.exists, plan)
+        job = evaluation_job(jobs, datasets.exists, plan)
         record = gates.pending(plan, margin, job.id)
         return JSONResponse(
             {"name": name, "version": version, "promotion": record, "job": job.id},
@@ -101,21 +98,4 @@ def promote(
         return JSONResponse(refused_body(record), status_code=status.HTTP_409_CONFLICT)
     return PromotedVersion(
         name=name, version=version, previous=plan.production, promotion=Promotion(**record)
-    )
-
-
-def _evaluation_job(jobs: JobDB, dataset_exists: Callable[[str], bool], plan: GatePlan) -> Job:
-    """The queued or running evaluation job computing the plan's missing estimates, or a new
-    one."""
-    target = {"candidate": plan.candidate, "production": plan.production, "versions": plan.missing}
-    for job in [*jobs.list("queued", 1000), *jobs.list("running", 1000)]:
-        if (
-            job.spec.kind == "evaluate"
-            and job.model_name == plan.name
-            and job.spec.evaluate == target
-        ):
-            return job
-    spec = JobSpec(params={}, kind="evaluate", evaluate=target)
-    return jobs.submit(
-        plan.name, plan.held_out.dataset_id, spec, secrets.token_hex(8), dataset_exists
     )

@@ -5,15 +5,8 @@ and served. Cancel keeps a checkpoint; a server killed while a job runs re-attac
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,16 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.service.ray_head import running_ray_head
 from tests.service.serving import (
     ADMIN,
     API_KEY,
     Server,
-    free_port,
     running_server,
     submit,
     upload_dataset,
     wait_for_job,
-    wait_until,
 )
 
 pytest.importorskip("ray", reason="ray is not installed (the `train` extra installs it)")
@@ -49,38 +41,8 @@ EPOCHS = 25  # the restart test's job: it may end before the second server is up
 
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
-    """A Ray head of its own (`ray start --block`, stopped through its own process group)."""
-    temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit 107 bytes
-    port = free_port()
-    command = [
-        *(sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block"),
-        *(f"--port={port}", f"--ray-client-server-port={free_port()}"),
-        *("--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0"),
-        *("--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"),
-    ]
-    with open(Path(temp) / "head.log", "wb") as log:
-        head = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        wait_until(
-            lambda: (
-                b"block forever" in (Path(temp) / "head.log").read_bytes()
-                or head.poll() is not None
-            ),
-            120,
-            "the Ray head",
-        )
-        assert head.poll() is None, (Path(temp) / "head.log").read_text()
-        yield f"127.0.0.1:{port}"
-    finally:
-        head.send_signal(signal.SIGTERM)  # stops every process it started
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            head.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError):  # what it had not stopped yet
-            os.killpg(head.pid, signal.SIGKILL)
-        head.wait()
-        shutil.rmtree(temp, ignore_errors=True)
+    with running_ray_head() as address:
+        yield address
 
 
 def ray_env(address: str) -> dict[str, str]:
