@@ -49,8 +49,8 @@ def test_restart_with_jobs_running_and_queued(tmp_path: Path, pendulum_h5: Path)
         assert failed["state"] == "failed" and failed["attempts"] == 1
         assert failed["error"].startswith("interrupted: orphaned: ")
         assert failed["checkpoint"] is True
-        resumed = wait_for_job(client, resumable["id"], timeout=120)
-        ran = wait_for_job(client, queued["id"], timeout=120)
+        resumed = wait_for_job(client, resumable["id"], timeout=240)
+        ran = wait_for_job(client, queued["id"], timeout=240)
         assert not any(alive(pid) for pid in orphans)
         assert "stopping a leftover trainer" in second.logs()
 

@@ -30,7 +30,7 @@ def test_publish_numbers_versions_and_copies_only_the_bundle(
     assert store.versions(MODEL) == ["1", "2"]
     assert store.production(MODEL) == "2"
     assert sorted(p.name for p in store.bundle_path(MODEL, "1").iterdir()) == [
-        "critics.onnx", "manifest.json", "policy.onnx", "sampler.onnx",
+        "critics.onnx", "manifest.json", "ood_reference.npy", "policy.onnx", "sampler.onnx",
     ]  # fmt: skip
     assert list(store.tmp_dir.iterdir()) == []
 
