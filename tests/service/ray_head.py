@@ -1,5 +1,6 @@
-"""A Ray head of its own for the tests that run jobs on Ray: `ray start --head --block` with 2
-CPUs on 127.0.0.1 in a temporary directory, stopped through its own process group."""
+"""A Ray cluster of its own for the tests that run jobs on Ray: `ray start --head --block` (2
+CPUs by default) on 127.0.0.1 in a temporary directory, and worker nodes joining it
+(`ray start --address --block`), each stopped through its own process group."""
 
 from __future__ import annotations
 
@@ -15,38 +16,60 @@ from pathlib import Path
 
 from tests.service.serving import free_port, wait_until
 
+RAY_START = (sys.executable, "-m", "ray.scripts.scripts", "start", "--block")
+NODE = ("--node-ip-address=127.0.0.1", "--num-gpus=0", "--disable-usage-stats")
+
 
 @contextlib.contextmanager
-def running_ray_head() -> Iterator[str]:
+def running_ray_head(num_cpus: int = 2) -> Iterator[str]:
     """The head's GCS address, '127.0.0.1:<port>', while it runs."""
     temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit 107 bytes
     port = free_port()
     command = [
-        *(sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block"),
-        *(f"--port={port}", f"--ray-client-server-port={free_port()}"),
-        *("--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0"),
-        *("--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"),
-    ]
-    with open(Path(temp) / "head.log", "wb") as log:
-        head = subprocess.Popen(
+        *RAY_START, "--head", f"--port={port}", f"--ray-client-server-port={free_port()}",
+        *NODE, f"--num-cpus={num_cpus}", "--include-dashboard=false", f"--temp-dir={temp}",
+    ]  # fmt: skip
+    try:
+        with _ray_process(command, Path(temp) / "head.log", "the Ray head"):
+            yield f"127.0.0.1:{port}"
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_ray_worker(address: str, num_cpus: int = 2) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker node joined to the head at `address`; the process leads its own group, so
+    os.killpg(process.pid, SIGKILL) takes the node down as a lost machine would go."""
+    log = Path(tempfile.mkdtemp(prefix="ray-node-")) / "node.log"
+    command = [*RAY_START, f"--address={address}", *NODE, f"--num-cpus={num_cpus}"]
+    try:
+        with _ray_process(command, log, "the Ray worker node") as process:
+            yield process
+    finally:
+        shutil.rmtree(log.parent, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _ray_process(
+    command: list[str], log_path: Path, what: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         wait_until(
-            lambda: (
-                b"block forever" in (Path(temp) / "head.log").read_bytes()
-                or head.poll() is not None
-            ),
+            lambda: b"block forever" in log_path.read_bytes() or process.poll() is not None,
             120,
-            "the Ray head",
+            what,
         )
-        assert head.poll() is None, (Path(temp) / "head.log").read_text()
-        yield f"127.0.0.1:{port}"
+        assert process.poll() is None, log_path.read_text()
+        yield process
     finally:
-        head.send_signal(signal.SIGTERM)  # stops every process it started
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)  # stops every process it started
         with contextlib.suppress(subprocess.TimeoutExpired):
-            head.wait(timeout=5)
+            process.wait(timeout=5)
         with contextlib.suppress(ProcessLookupError):  # what it had not stopped yet
-            os.killpg(head.pid, signal.SIGKILL)
-        head.wait()
-        shutil.rmtree(temp, ignore_errors=True)
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

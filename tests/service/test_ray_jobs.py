@@ -1,12 +1,15 @@
 """Training jobs on a real Ray cluster (a 2-CPU head on 127.0.0.1 in a temporary directory; the
 servers are its drivers): a job's dataset travels through Ray and its outputs come back
 into the store, although the trainer runs in a directory of its own; the version is published
-and served. Cancel keeps a checkpoint; a server killed while a job runs re-attaches to it."""
+and served. Cancel keeps a checkpoint; a server killed while a job runs re-attaches to it; a
+worker node lost mid-job fails the job with a clear error, its last checkpoint kept."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.service.ray_head import running_ray_head
+from tests.service.ray_head import running_ray_head, running_ray_worker
 from tests.service.serving import (
     ADMIN,
     API_KEY,
@@ -125,3 +128,24 @@ def test_a_restarted_server_reattaches(ray_address: str, tmp_path: Path, pendulu
     assert f"re-attached to the Ray actor {running['executor_id']}" in text
     records = (store / "jobs" / job["id"] / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in records] == list(range(1, EPOCHS + 1))
+
+
+def test_a_lost_worker_node_fails_the_job_and_keeps_its_checkpoint(
+    tmp_path: Path, pendulum_h5: Path
+) -> None:
+    """A head with no CPUs, so the job runs on the one worker node; killing that node's whole
+    process group (raylet, object store, the job's actor and trainer) is a lost machine."""
+    with (
+        running_ray_head(num_cpus=0) as address,
+        running_ray_worker(address) as node,
+        running_server(tmp_path / "store", **ray_env(address)) as server,
+        server.client() as client,
+    ):
+        dataset = upload_dataset(client, pendulum_h5)["id"]
+        job = submit(client, dataset, n_epochs=1000, params=LONG)
+        wait_for_job(client, job["id"], lambda j: j["checkpoint"] and j["epoch"])
+        os.killpg(node.pid, signal.SIGKILL)
+        done = wait_for_job(client, job["id"], timeout=90)
+    assert done["state"] == "failed" and done["attempts"] == 1, done
+    assert f"the Ray actor bear-job-{job['id']}-1 running the job died" in done["error"], done
+    assert done["checkpoint"] is True
