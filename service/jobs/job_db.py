@@ -13,7 +13,7 @@ import builtins
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,12 +190,16 @@ class JobDB:
             return self._get(db, job_id)
 
     def list(self, state: JobState | None = None, limit: int = 100) -> list[Job]:
-        query = "SELECT * FROM jobs" + (" WHERE state = ?" if state else "")
+        return [Job.from_row(row) for row in self._newest("jobs", state, limit)]
+
+    def _newest(self, table: str, state: str | None, limit: int) -> Sequence[sqlite3.Row]:
+        """The newest `limit` rows of `table` (optionally in `state`), newest first."""
+        query = f"SELECT * FROM {table}" + (" WHERE state = ?" if state else "")
         with self._connect() as db:
-            rows = db.execute(
+            rows: Sequence[sqlite3.Row] = db.execute(
                 query + " ORDER BY seq DESC LIMIT ?", (*([state] if state else []), limit)
             ).fetchall()
-        return [Job.from_row(row) for row in rows]
+        return rows
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once; ask the dispatcher to stop a running one."""

@@ -27,7 +27,12 @@ from service.jobs.job_schemas import (
     Selection,
     TrainRequest,
 )
-from service.jobs.job_specs import check_eval_env, check_selection, training_params
+from service.jobs.job_specs import (
+    check_eval_env,
+    check_selection,
+    run_options,
+    training_params,
+)
 
 ERRORS = error_responses(401, 403, 404, 409, 422)
 MAX_LOG_CHUNK = 1 << 20
@@ -140,18 +145,7 @@ def train(
         raise InvalidInput("promote: 'if_better' gates on held-out estimates: set holdout > 0")
     if datasets.exists(body.dataset_id):  # a missing one is refused when the job is queued
         check_selection(body.holdout, body.select, datasets.get(body.dataset_id).n_episodes)
-    spec = JobSpec(
-        params=params,
-        promote=body.promote,
-        resume=body.resume,
-        eval_env=body.eval_env,
-        eval_trials=body.eval_trials,
-        holdout=body.holdout,
-        select=body.select,
-        keep_checkpoints=body.keep_checkpoints,
-        select_candidates=body.select_candidates,
-        fqe_steps=body.fqe_steps,
-    )
+    spec = JobSpec(params=params, promote=body.promote, resume=body.resume, **run_options(body))
     job = jobs.submit(body.model_name, body.dataset_id, spec, secrets.token_hex(8), datasets.exists)
     response.headers["Location"] = f"/jobs/{job.id}"
     return _response(job, settings.store)

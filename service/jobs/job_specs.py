@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bear_core.config import BEARConfig
 from service.core.http_errors import InvalidInput
@@ -54,6 +54,39 @@ def training_params(
         params["n_epochs"] = epochs
         _validated(params)
     return params
+
+
+class RunOptions(Protocol):
+    """The options a training request (POST /train, every trial of POST /sweeps) passes on to
+    its trainer run as they are."""
+
+    @property
+    def eval_env(self) -> str | None: ...
+    @property
+    def eval_trials(self) -> int: ...
+    @property
+    def holdout(self) -> float: ...
+    @property
+    def select(self) -> str: ...
+    @property
+    def keep_checkpoints(self) -> int | None: ...
+    @property
+    def select_candidates(self) -> int: ...
+    @property
+    def fqe_steps(self) -> int: ...
+
+
+def run_options(body: RunOptions) -> dict[str, Any]:
+    """The JobSpec fields a request's run options fill in."""
+    return {
+        "eval_env": body.eval_env,
+        "eval_trials": body.eval_trials,
+        "holdout": body.holdout,
+        "select": body.select,
+        "keep_checkpoints": body.keep_checkpoints,
+        "select_candidates": body.select_candidates,
+        "fqe_steps": body.fqe_steps,
+    }
 
 
 def check_selection(holdout: float, select: str, n_episodes: int) -> None:

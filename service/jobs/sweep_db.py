@@ -132,12 +132,7 @@ class SweepDB(JobDB):
             return self._get_sweep(db, sweep_id)
 
     def list_sweeps(self, state: SweepState | None = None, limit: int = 100) -> list[Sweep]:
-        query = "SELECT * FROM sweeps" + (" WHERE state = ?" if state else "")
-        with self._connect() as db:
-            rows = db.execute(
-                query + " ORDER BY seq DESC LIMIT ?", (*([state] if state else []), limit)
-            ).fetchall()
-        return [Sweep.from_row(row) for row in rows]
+        return [Sweep.from_row(row) for row in self._newest("sweeps", state, limit)]
 
     def trial_jobs(self, sweep: Sweep) -> list[Job]:
         """The trials' jobs, in trial order."""

@@ -23,7 +23,13 @@ from service.datasets.dataset_deps import DatasetsDep
 from service.jobs.job_db import JobSpec
 from service.jobs.job_files import ID_PATTERN, JobFiles
 from service.jobs.job_routes import job_progress
-from service.jobs.job_specs import KNOWN_PARAMS, check_eval_env, check_selection, training_params
+from service.jobs.job_specs import (
+    KNOWN_PARAMS,
+    check_eval_env,
+    check_selection,
+    run_options,
+    training_params,
+)
 from service.jobs.sweep_db import Sweep, SweepDB, SweepState, Trial
 from service.jobs.sweep_schemas import (
     SweepBest,
@@ -118,13 +124,7 @@ def create_sweep(
         spec = JobSpec(
             params=params,
             resume=True,
-            eval_env=body.eval_env,
-            eval_trials=body.eval_trials,
-            holdout=body.holdout,
-            select=body.select,
-            keep_checkpoints=body.keep_checkpoints,
-            select_candidates=body.select_candidates,
-            fqe_steps=body.fqe_steps,
+            **run_options(body),
             publish=False,
             holdout_seed=seed,
             sweep={"id": sweep_id, "trial": index, "params": overrides},
