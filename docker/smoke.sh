@@ -51,8 +51,11 @@ cleanup() {
   status=$?
   if [ "$status" != 0 ] && [ "$status" != "$SKIP" ]; then
     log "failed (exit $status); last logs:"
-    podman logs --tail 30 "${PROJECT}_api_1" >&2 2>/dev/null || true
-    podman logs --tail 30 "${PROJECT}_worker_1" >&2 2>/dev/null || true
+    podman ps -a --filter "label=io.podman.compose.project=$PROJECT" >&2 2>&1 || true
+    for service in api worker; do
+      log "logs of $service:"
+      podman logs --tail 30 "${PROJECT}_${service}_1" >&2 2>&1 || true
+    done
   fi
   compose down -v >/dev/null 2>&1 || true
   rm -rf "$WORK"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,6 +11,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1 << 20
+# ray://head:10001 (Ray Client) or head:6379 (GCS), the host a name, an IPv4 or a bracketed IPv6
+RAY_ADDRESS = re.compile(r"(ray://)?([\w.\-]+|\[[0-9a-fA-F:]+\]):\d{1,5}")
 
 
 class Settings(BaseSettings):
@@ -177,12 +180,13 @@ class Settings(BaseSettings):
     @field_validator("ray_address")
     @classmethod
     def _ray_driver_address(cls, value: str | None) -> str | None:
-        if value is not None and value.startswith(("http://", "https://")):
-            raise ValueError(
-                "ray_address: give the cluster's Ray Client address 'ray://<head>:10001' "
-                "(or 'auto' on a cluster node), not the dashboard's http address"
-            )
-        return value
+        if value is None or value == "auto" or RAY_ADDRESS.fullmatch(value):
+            return value
+        hint = ", not the dashboard's http address" if value.startswith("http") else ""
+        raise ValueError(
+            f"ray_address {value!r}: give the cluster's Ray Client address 'ray://<head>:10001', "
+            f"a GCS address '<head>:6379' or 'auto' on a cluster node{hint}"
+        )
 
     @model_validator(mode="after")
     def _keys_for_inference(self) -> Settings:
