@@ -16,18 +16,21 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TypedDict
+from functools import partial
+from typing import Any, TypedDict
 
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
 from service.core import health_routes, prometheus
-from service.core.body_limit import BodyLimit
+from service.core.access_log import AccessLog
+from service.core.body_limit import BodyLimit, IdleWatch
 from service.core.error_handlers import add_error_handlers
 from service.core.json_logs import get_logger
-from service.core.middleware import RequestContext
+from service.core.middleware import RequestContext, RequestLog
 from service.core.prometheus import Metrics
 from service.core.settings import Settings
 from service.dashboard import dashboard_routes
@@ -61,6 +64,7 @@ class State(TypedDict):
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     logger = get_logger(settings.log_level)
+    access_log = AccessLog(logger)
     app_metrics = Metrics()
 
     @asynccontextmanager
@@ -97,7 +101,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else None
         )
         grpc_server = (
-            await start_grpc_server(registry, settings, app_metrics, logger, settings.grpc_port)
+            await start_grpc_server(
+                registry, settings, app_metrics, logger, access_log, settings.grpc_port
+            )
             if settings.grpc_port is not None
             else None
         )
@@ -117,18 +123,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await grpc_server.stop(STOP_GRACE_S)
             if dispatcher is not None:
                 await anyio.to_thread.run_sync(dispatcher.stop)
+            access_log.flush()
 
-    app = FastAPI(
+    requests = RequestLog(app_metrics, access_log)
+    idle = IdleWatch(settings.body_idle_timeout_s)
+    hot_path = partial(FastPredict, requests=requests, idle=idle) if settings.fast_predict else None
+    app = ServiceApp(
+        hot_path,
         title="BEAR policy serving",
         version=__version__,
         lifespan=lifespan,
     )
-    if settings.fast_predict:  # innermost: inside the body limit and request context
-        app.add_middleware(FastPredict)
-    app.add_middleware(
-        BodyLimit, limit_for=_body_limit(settings), idle_timeout_s=settings.body_idle_timeout_s
-    )
-    app.add_middleware(RequestContext, metrics=app_metrics, logger=logger)
+    app.add_middleware(BodyLimit, limit_for=_body_limit(settings), idle=idle)
+    app.add_middleware(RequestContext, requests=requests)
     add_error_handlers(app)
     app.include_router(health_routes.router)
     app.include_router(prometheus.router)
@@ -150,6 +157,22 @@ async def _follow_store(registry: Registry, interval_s: float, logger: logging.L
             await anyio.to_thread.run_sync(registry.follow, interval_s)
         except OSError:
             logger.exception("reading production versions from the store failed")
+
+
+class ServiceApp(FastAPI):
+    """FastAPI with `front` (the predict hot path), when given, in front of everything FastAPI
+    does with a request (its telemetry check and its whole middleware stack): `front` gets the
+    requests first and hands on the ones it does not answer."""
+
+    def __init__(self, front: Callable[[ASGIApp], ASGIApp] | None, **fastapi: Any) -> None:
+        super().__init__(**fastapi)
+        self.front = None if front is None else front(super().__call__)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.front(scope, receive, send)
 
 
 def _body_limit(settings: Settings) -> Callable[[str, str], int]:

@@ -11,18 +11,33 @@ LOGGER_NAME = "bear.service"
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+class LogClock:
+    """A record's time as the log writes it (UTC, milliseconds); the text of the current second
+    is built once a second, since every request writes a line."""
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")
+
+    def text(self, created: float) -> str:
+        second = int(created)
+        cached, text = self._second
+        if cached != second:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        return f"{text}.{int((created - second) * 1000):03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message and every `extra` field. It
-    runs for every request, so the encoder is built once and the time's text once a second."""
+    """One JSON object per record: time, level, logger, message and every `extra` field."""
 
     def __init__(self) -> None:
         super().__init__()
         self._encode = json.JSONEncoder(default=str).encode
-        self._second: tuple[int, str] = (-1, "")
+        self._clock = LogClock()
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": self._time(record.created),
+            "time": self._clock.text(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -33,14 +48,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return self._encode(entry)
-
-    def _time(self, created: float) -> str:
-        second = int(created)
-        cached, text = self._second
-        if cached != second:
-            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = (second, text)
-        return f"{text}.{int((created - second) * 1000):03d}Z"
 
 
 def get_logger(level: str = "INFO") -> logging.Logger:

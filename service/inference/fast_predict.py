@@ -1,57 +1,63 @@
-"""The hot path of the predict routes, as pure ASGI middleware in front of FastAPI's routing:
-plain predict requests are answered here, every other request goes on unchanged.
+"""The hot path of the predict routes: pure ASGI in front of the whole application (ServiceApp
+puts it there), answering plain predict requests itself; every other request goes on unchanged.
 
 Plain means: `POST /predict`, `/models/{name}/predict` or `/models/{name}/versions/{version}/
-predict` with no inference key required, a `Content-Type: application/json` body that arrives
-in one piece and is exactly `{"observations": [[number, ...], ...]}` with at most FAST_ROWS rows
-that `as_batch` accepts, for a model version already in memory. For such a request, routing,
+predict` with no inference key required, a `Content-Type: application/json` body with a
+Content-Length within BEAR_MAX_BODY_BYTES that arrives in one piece and is exactly
+`{"observations": [[number, ...], ...]}` with at most FAST_ROWS rows that `as_batch` accepts, for
+a model version already in memory. For such a request, the middleware stack, routing,
 dependency resolution and model validation cost several times the model's forward pass; here
-the same checks run directly and the same JSON answer is written. Anything else (another field,
-a bad value, a version still to load, a key to check) reaches the FastAPI route with its body
-intact, so every error is answered where it always was. The middleware sits inside the request
-context (request id, metrics, access log) and the body limit, which see it as the route it
-stands for.
+the same checks run directly, the same JSON answer is written, and the request leaves what the
+stack would have left: its X-Request-ID, metrics and access log line under the route it stands
+for (`RequestLog`), and the body's idle timeout (`IdleWatch`). Anything else (another field, a
+bad value, a version still to load, a key to check, a failure) reaches the application with its
+body intact, so every error is answered where it always was.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.core.body_limit import IdleWatch
 from service.core.http_errors import ServiceError
+from service.core.middleware import RequestLog, request_id_of
 from service.core.settings import Settings
-from service.inference import inference_routes
 from service.inference.model_resolvers import ModelSource
 from service.inference.request_arrays import as_batch
 from service.inference.served_model import ServedModel
 
 FAST_ROWS = 64  # larger batches take the full path, whose per-request cost they amortise
 TEMPLATES = ("/predict", "/models/{name}/predict", "/models/{name}/versions/{version}/predict")
-_HEADERS = [(b"content-type", b"application/json")]
+_JSON = (b"content-type", b"application/json")
 
 
 class FastPredict:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, requests: RequestLog, idle: IdleWatch | None) -> None:
         self.app = app
-        # the routes this stands for: metrics and logs are labelled with the request's route
-        self._routes = {
-            route.path: route
-            for route in inference_routes.router.routes
-            if isinstance(route, APIRoute) and route.path in TEMPLATES
-        }
+        self._requests = requests
+        self._idle = idle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not _json_body(scope):
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        target = _target(scope["path"])
+        start = time.perf_counter()
+        length = _json_body_length(scope)
+        target = None if length is None else _target(scope["path"])
         state = scope.get("state", {})
         settings: Settings | None = state.get("settings")
-        if target is None or settings is None or settings.require_key_for_inference:
+        if (
+            target is None
+            or length is None
+            or settings is None
+            or settings.require_key_for_inference
+            or length > settings.max_body_bytes
+        ):
             await self.app(scope, receive, send)
             return
         served = _in_memory(state["registry"], *target)
@@ -59,21 +65,32 @@ class FastPredict:
             await self.app(scope, receive, send)
             return
         try:
-            message = await receive()
-        except HTTPException as exc:  # the body limit's 408 or 413: answered by the app
+            message = await (receive() if self._idle is None else self._idle.receive(receive))
+        except HTTPException as exc:  # the idle timeout's 408: answered by the app
             await self.app(scope, _raising(exc), send)
             return
         answer = None
         if message["type"] == "http.request" and not message.get("more_body", False):
-            answer = await _answer(served, message.get("body", b""), settings.max_batch)
+            try:
+                answer = await _answer(served, message.get("body", b""), settings.max_batch)
+            except Exception:  # the application answers it (and logs it) as it would
+                answer = None
         if answer is None:
             await self.app(scope, _replay(message, receive), send)
             return
-        scope["route"] = self._routes[_template(target)]
-        state["model"], state["version"] = served.name, served.version
-        headers = [*_HEADERS, (b"content-length", str(len(answer)).encode())]
+        request_id = request_id_of(scope)
+        headers = [_JSON, (b"content-length", b"%d" % len(answer)), (b"x-request-id", request_id)]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
+        self._requests.record(
+            scope,
+            request_id,
+            _template(target),
+            200,
+            time.perf_counter() - start,
+            served.name,
+            served.version,
+        )
 
 
 async def _answer(served: ServedModel, body: bytes, max_batch: int) -> bytes | None:
@@ -97,11 +114,15 @@ async def _answer(served: ServedModel, body: bytes, max_batch: int) -> bytes | N
     return json.dumps(answer, separators=(",", ":")).encode()
 
 
-def _json_body(scope: Scope) -> bool:
+def _json_body_length(scope: Scope) -> int | None:
+    """The Content-Length of a JSON body; None for another type or no declared length."""
+    json_body, length = False, None
     for key, value in scope["headers"]:
         if key == b"content-type":
-            return bool(value.partition(b";")[0].strip().lower() == b"application/json")
-    return False
+            json_body = value.partition(b";")[0].strip().lower() == b"application/json"
+        elif key == b"content-length" and value.isdigit():
+            length = int(value)
+    return length if json_body else None
 
 
 def _target(path: str) -> tuple[str | None, str | None] | None:

@@ -19,7 +19,7 @@ BEAR_MAX_BODY_BYTES; methods not listed above answer UNIMPLEMENTED.
 
 Every call is counted in `bear_requests{route="/inference.GRPCInferenceService/<method>",
 method="GRPC", status="<status code>"}`, its time in the server in
-`bear_request_duration_seconds{route=...}`, and logged as HTTP requests are.
+`bear_request_duration_seconds{route=...}`, and written to the access log as HTTP requests are.
 
 Several processes may serve one port: gRPC listens with SO_REUSEPORT (its default on Linux), so
 the kernel spreads connections over uvicorn's workers.
@@ -39,6 +39,7 @@ import grpc.aio
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from service.core.access_log import AccessLog
 from service.core.http_errors import InvalidBundle, InvalidInput, NotFound, ServiceError
 from service.core.prometheus import Metrics
 from service.core.security import key_problem
@@ -116,6 +117,7 @@ class InferenceService:
         settings: Settings,
         metrics: Metrics,
         logger: logging.Logger,
+        access_log: AccessLog,
     ) -> None:
         self._models = models
         self._max_batch = settings.max_batch
@@ -123,6 +125,7 @@ class InferenceService:
         self._keys = settings.api_keys if settings.require_key_for_inference else None
         self._metrics = metrics
         self._log = logger
+        self._access_log = access_log
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """Each method's handler, by its name in the service."""
@@ -231,6 +234,7 @@ class InferenceService:
         latency = self._metrics.latency.labels(route)
         requests = self._metrics.requests
         log = self._log
+        access_log = self._access_log
 
         async def handle(request: Req, context: Context) -> Resp:
             start = time.perf_counter()
@@ -253,9 +257,9 @@ class InferenceService:
                 requests.labels(route, "GRPC", code.name).inc()
                 latency.observe(elapsed)
                 served = call.served
-                log.info(
+                access_log.write(
                     "request",
-                    extra={
+                    {
                         "method": "GRPC",
                         "path": route,
                         "route": route,
@@ -305,11 +309,12 @@ async def start_grpc_server(
     settings: Settings,
     metrics: Metrics,
     logger: logging.Logger,
+    access_log: AccessLog,
     port: int,
 ) -> grpc.aio.Server:
     """The gRPC service listening on `settings.host`:`port`, started."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", settings.max_body_bytes)])
-    handlers = InferenceService(models, settings, metrics, logger).handlers()
+    handlers = InferenceService(models, settings, metrics, logger, access_log).handlers()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -54,6 +54,16 @@ class Server:
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def log_line(self, fragment: str, timeout: float = 5.0) -> str:
+        """The first log line holding `fragment`, once written (access log lines are written
+        in batches, within 0.05 s)."""
+
+        def line() -> str | None:
+            return next((x for x in self.logs().splitlines() if fragment in x), None)
+
+        found: str = wait_until(line, timeout, f"a log line with {fragment}")
+        return found
+
 
 def free_port() -> int:
     with socket.socket() as s:
