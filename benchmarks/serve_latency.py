@@ -27,7 +27,7 @@ not the bottleneck. h2load counts every gRPC answer as HTTP 200, so a gRPC error
 the answers' bytes (an error answer carries no message). Every figure is the median over
 `--rounds` rounds, `predict` and `constant` measured back to back in each.
 
-    .venv/bin/python benchmarks/serve_latency.py [--batching] [--rounds 3] [--duration 4]
+    .venv/bin/python benchmarks/serve_latency.py [--no-batching] [--rounds 3] [--duration 4]
 
 Prints the tables on stderr and exactly one JSON line on stdout. A transport (`Transport`) is
 the servers it loads, its request body and its load function (one server at one concurrency).
@@ -479,7 +479,9 @@ def table(results: dict[str, Any], calls: dict[str, Any], runtime: dict[str, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", type=Path, help="serve this store (default: a fresh one)")
-    parser.add_argument("--batching", action="store_true", help="BEAR_BATCHING=true")
+    parser.add_argument(
+        "--no-batching", dest="batching", action="store_false", help="BEAR_BATCHING=false"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=4, help="seconds per measurement")
     parser.add_argument("--requests", type=int, default=5000, help="in-process predict calls")

@@ -48,7 +48,11 @@ class Settings(BaseSettings):
     offload_rows: int = Field(
         default=256, ge=1, description="batches above this many rows run on a worker thread"
     )
-    batching: bool = Field(default=False, description="micro-batch concurrent requests per model")
+    batching: bool = Field(
+        default=True,
+        description="micro-batch concurrent requests per model (rows run as they would alone: "
+        "the answers do not depend on the company a request had)",
+    )
     batch_max_rows: int = Field(default=64, ge=1)
     batch_max_delay_ms: float = Field(default=0.0, ge=0.0, le=100.0)
     fast_predict: bool = Field(

@@ -1,5 +1,5 @@
 """Micro-batching: concurrent submissions share one graph run and each gets its own rows back;
-with batching on, a real server's answers still equal the bundle runtime's."""
+with batching on (the default), a real server's answers still equal the bundle runtime's."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_a_full_batch_runs_at_once_and_errors_reach_every_caller() -> None:
 def test_server_with_batching(fresh_store: Path, bundles: list[Bundle]) -> None:
     rng = np.random.default_rng(3)
     rows = [rng.normal(size=(1 + i % 3, OBS_SIZE)).astype(np.float32) for i in range(48)]
-    with running_server(fresh_store, BEAR_BATCHING="true") as server:
+    with running_server(fresh_store) as server:  # BEAR_BATCHING: true by default
 
         def predict(obs: np.ndarray) -> np.ndarray:
             with server.client() as client:
