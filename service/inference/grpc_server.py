@@ -38,6 +38,7 @@ import grpc
 import grpc.aio
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from prometheus_client import Counter
 
 from service.core.access_log import AccessLog
 from service.core.http_errors import InvalidBundle, InvalidInput, NotFound, ServiceError
@@ -233,6 +234,7 @@ class InferenceService:
         route = f"/{SERVICE}/{method}"
         latency = self._metrics.latency.labels(route)
         requests = self._metrics.requests
+        counters: dict[grpc.StatusCode, Counter] = {}  # each status's series, looked up once
         log = self._log
         access_log = self._access_log
 
@@ -254,7 +256,10 @@ class InferenceService:
                 await context.abort(code, "internal error")
             finally:
                 elapsed = time.perf_counter() - start
-                requests.labels(route, "GRPC", code.name).inc()
+                counter = counters.get(code)
+                if counter is None:
+                    counter = counters[code] = requests.labels(route, "GRPC", code.name)
+                counter.inc()
                 latency.observe(elapsed)
                 served = call.served
                 access_log.write(
