@@ -15,14 +15,12 @@ renamed over the old one).
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from bear_core.bundle import MANIFEST_FILE, sha256_file
-from service.core.fsync import fsync_path
+from bear_core.io_utils import atomic_write_json
 from service.models.model_store import ModelStore, check_name, check_version
 
 GATE_DIR = "gate"
@@ -74,16 +72,4 @@ class PromotionRecords:
 
     def _write(self, name: str, version: str, file: str, record: dict[str, Any]) -> None:
         body = {"manifest_sha256": self.manifest_sha256(name, version), "record": record}
-        directory = self._directory(name, version)
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{file}.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(body, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, directory / file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        fsync_path(directory)
+        atomic_write_json(self._directory(name, version) / file, body)
