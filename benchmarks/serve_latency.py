@@ -12,7 +12,8 @@ Measured in one run:
     returns constant bytes; over gRPC, a grpc.aio server on uvloop (as the service's) whose
     `ModelInfer` returns a fixed `ModelInferResponse` (`serve_latency_peers.py grpc-floor`);
 - with 1 worker, sequential calls from stock Python clients, each in its own process
-  (`serve_latency_peers.py sequential`): `--calls` 1-observation calls after 300 untimed ones,
+  (`serve_latency_peers.py sequential`), to one server running alone (`predict` and `constant`
+  take turns): `--calls` 1-observation calls after 300 untimed ones,
   `tritonclient.grpc` over gRPC and `http.client` (one keep-alive connection) over HTTP, to
   `predict` and to `constant` (p50/p99), with the service's own time per call from its
   Prometheus metrics (`bear_request_duration_seconds` sum over count for the route, from
@@ -396,13 +397,11 @@ def sequential(
 # --- the run -------------------------------------------------------------------------------------
 
 
-def measure(
+def loads(
     args: argparse.Namespace, store: Path, model: str, observation: list[float], work: Path
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Loads: {transport: {workers: {target: {clients: median figures}}}}; sequential calls
-    (1 worker): {transport: {target: median figures}}."""
+) -> dict[str, Any]:
+    """{transport: {workers: {target: {clients: median figures}}}}."""
     results: dict[str, Any] = {}
-    calls: dict[str, Any] = {}
     for name, transport in TRANSPORTS.items():
         body = transport.body(model, observation)
         for workers in WORKERS:
@@ -412,13 +411,7 @@ def measure(
                     for target, spec in transport.servers(store, workers, args.batching).items()
                 }
                 runs: dict[str, dict[int, list[dict[str, Any]]]] = {t: {} for t in servers}
-                calls_runs: dict[str, list[dict[str, Any]]] = {t: [] for t in servers}
                 for _ in range(args.rounds):
-                    if workers == 1:
-                        for target, spec in servers.items():
-                            calls_runs[target].append(
-                                sequential(name, spec, model, observation, args.calls)
-                            )
                     for clients in CONCURRENCY:
                         for target, spec in servers.items():
                             figures = transport.load(spec.port, body, clients, args.duration, work)
@@ -427,9 +420,25 @@ def measure(
                 target: {clients: _median(rounds) for clients, rounds in by_clients.items()}
                 for target, by_clients in runs.items()
             }
-            if workers == 1:
-                calls[name] = {t: _median(r, rate=False) for t, r in calls_runs.items()}
-    return results, calls
+    return results
+
+
+def sequential_calls(
+    args: argparse.Namespace, store: Path, model: str, observation: list[float]
+) -> dict[str, Any]:
+    """{transport: {target: median figures}} of sequential calls to 1 worker. Each server runs
+    alone while it is timed (an idle second server still wakes the CPUs), `predict` and
+    `constant` taking turns in every round."""
+    calls: dict[str, Any] = {}
+    for name, transport in TRANSPORTS.items():
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(args.rounds):
+            for target, spec in transport.servers(store, 1, args.batching).items():
+                with running(spec):
+                    figures = sequential(name, spec, model, observation, args.calls)
+                runs.setdefault(target, []).append(figures)
+        calls[name] = {target: _median(rounds, rate=False) for target, rounds in runs.items()}
+    return calls
 
 
 def _median(rounds: list[dict[str, Any]], rate: bool = True) -> dict[str, Any]:
@@ -495,7 +504,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store or build_store(Path(tmp))
         runtime, model, observation = runtime_latency(store, args.requests)
-        results, calls = measure(args, store, model, observation, Path(tmp))
+        results = loads(args, store, model, observation, Path(tmp))
+        calls = sequential_calls(args, store, model, observation)
     load_after = os.getloadavg()
     http = results["http"]
     ratio = (

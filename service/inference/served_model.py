@@ -65,6 +65,13 @@ class ServedModel:
         """Greedy actions [N, A]."""
         return await self._call("policy", observations)
 
+    def predict_now(self, observations: np.ndarray) -> np.ndarray:
+        """Greedy actions [N, A] computed at once, past the micro-batcher (the gRPC hot path's
+        small batches); a ValueError naming `observations` for rows the bundle refuses."""
+        actions = self.bundle.predict(observations)
+        self._rows["policy"].inc(len(observations))
+        return actions
+
     async def sample(self, observations: np.ndarray, seed: int | None) -> np.ndarray:
         """Sampled actions [N, A]; the same draw as PolicyBundle.sample_action(obs, seed)."""
         noise = self.bundle.noise(len(observations), seed)

@@ -208,6 +208,80 @@ def test_the_same_seed_samples_the_same_actions(client: triton.InferenceServerCl
     assert not np.array_equal(sample(7), sample(8))
 
 
+def _policy_rows(served: GrpcServer) -> float:
+    with served.http.client() as http:
+        text = http.get("/metrics").text
+    label = f'bear_inference_rows_total{{graph="policy",model="{MODEL}",version="1"}} '
+    return next(
+        (float(line[len(label) :]) for line in text.splitlines() if line.startswith(label)), 0.0
+    )
+
+
+@pytest.mark.parametrize("rows", [1, 5, 64])
+def test_plain_calls_answer_as_the_general_path(
+    served: GrpcServer, client: triton.InferenceServerClient, bundles: list[Bundle], rows: int
+) -> None:
+    """Only `observations` asking for `actions` (or nothing) takes the direct path; adding the
+    critic outputs takes the general one. Both give the runtime's actions, counted once."""
+    obs = (RNG.normal(size=(rows, OBS_SIZE)) * 2).astype(np.float32)
+    act = RNG.uniform(-2, 3, size=(rows, ACTION_SIZE)).astype(np.float32)
+    expected = bundles[0].runtime.predict(obs)
+    before = _policy_rows(served)
+    for outputs in ([], ["actions"]):
+        plain = client.infer(
+            MODEL,
+            inputs(obs, None),
+            outputs=[triton.InferRequestedOutput(name) for name in outputs],
+            request_id="plain",
+            headers=KEY,
+        )
+        response = plain.get_response()
+        assert (response.model_name, response.model_version, response.id) == (MODEL, "1", "plain")
+        assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [
+            ("actions", "FP32", [rows, ACTION_SIZE])
+        ]
+        np.testing.assert_array_equal(plain.as_numpy("actions"), expected)
+    general = client.infer(
+        MODEL,
+        inputs(obs, act),
+        outputs=[triton.InferRequestedOutput("actions"), triton.InferRequestedOutput("values")],
+        headers=KEY,
+    )
+    np.testing.assert_array_equal(general.as_numpy("actions"), expected)
+    assert _policy_rows(served) == before + 3 * rows
+
+
+def test_plain_calls_with_bad_observations_get_the_general_answer(
+    client: triton.InferenceServerClient,
+) -> None:
+    """Refused on the direct path, the same observations get the general path's status and
+    message (which the tests above tie to the REST API's)."""
+    cases = {
+        "not finite": np.where(np.arange(OBS.size).reshape(OBS.shape) == 3, np.inf, OBS),
+        "wrong width": OBS[:, :-1],
+        "no rows": OBS[:0],
+    }
+    for case, obs in cases.items():
+        obs = obs.astype(np.float32)
+        act = ACT[: len(obs)]
+        errors = []
+        for tensors, outputs in [
+            (inputs(obs, None), ["actions"]),
+            (inputs(obs, act), ["actions", "values"]),
+        ]:
+            with pytest.raises(InferenceServerException) as raised:
+                client.infer(
+                    MODEL,
+                    tensors,
+                    outputs=[triton.InferRequestedOutput(name) for name in outputs],
+                    headers=KEY,
+                )
+            errors.append((raised.value.status(), raised.value.message()))
+        assert errors[0] == errors[1], case
+        assert errors[0][0] == "StatusCode.INVALID_ARGUMENT", case
+        assert errors[0][1].startswith("inputs[observations]"), errors[0]
+
+
 def test_typed_contents_and_other_datatypes(served: GrpcServer, bundles: list[Bundle]) -> None:
     expected = bundles[0].runtime.predict(OBS)
     with served.client() as client:
