@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     batching: bool = Field(
         default=True,
         description="micro-batch concurrent requests per model (rows run as they would alone: "
-        "the answers do not depend on the company a request had)",
+        "the answers do not depend on the company a request had); gRPC's plain calls run alone",
     )
     batch_max_rows: int = Field(default=64, ge=1)
     batch_max_delay_ms: float = Field(default=0.0, ge=0.0, le=100.0)

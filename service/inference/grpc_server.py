@@ -216,18 +216,7 @@ class InferenceService:
         }
         seed = _parameter(request.parameters["seed"]) if "seed" in request.parameters else None
         results = await oip_infer.infer(served, inputs, wanted, seed, self._max_batch)
-        return pb.ModelInferResponse(
-            model_name=served.name,
-            model_version=served.version,
-            id=request.id,
-            outputs=[
-                pb.ModelInferResponse.InferOutputTensor(
-                    name=name, datatype=oip_infer.datatype(name), shape=array.shape
-                )
-                for name, array in results.items()
-            ],
-            raw_output_contents=[oip_infer.output_bytes(array) for array in results.values()],
-        )
+        return _response(request, served, results)
 
     def _plain_actions(
         self, request: pb.ModelInferRequest, served: ServedModel
@@ -261,17 +250,7 @@ class InferenceService:
             actions = served.predict_now(np.frombuffer(raw[0], "<f4").reshape(shape))
         except ValueError:
             return None
-        return pb.ModelInferResponse(
-            model_name=served.name,
-            model_version=served.version,
-            id=request.id,
-            outputs=[
-                pb.ModelInferResponse.InferOutputTensor(
-                    name="actions", datatype="FP32", shape=actions.shape
-                )
-            ],
-            raw_output_contents=[oip_infer.output_bytes(actions)],
-        )
+        return _response(request, served, {"actions": actions})
 
     @staticmethod
     def _authenticate(context: Context, keys: list[str]) -> None:
@@ -341,6 +320,23 @@ class InferenceService:
             request_deserializer=request_type.FromString,
             response_serializer=response_type.SerializeToString,
         )
+
+
+def _response(
+    request: pb.ModelInferRequest, served: ServedModel, results: dict[str, np.ndarray]
+) -> pb.ModelInferResponse:
+    return pb.ModelInferResponse(
+        model_name=served.name,
+        model_version=served.version,
+        id=request.id,
+        outputs=[
+            pb.ModelInferResponse.InferOutputTensor(
+                name=name, datatype=oip_infer.datatype(name), shape=array.shape
+            )
+            for name, array in results.items()
+        ],
+        raw_output_contents=[oip_infer.output_bytes(array) for array in results.values()],
+    )
 
 
 def _tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> oip_infer.TensorIn:
