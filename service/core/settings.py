@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     batch_max_delay_ms: float = Field(default=0.0, ge=0.0, le=100.0)
     fast_predict: bool = Field(
         default=True,
-        description="answer plain POST /predict bodies on the hot path "
-        "(service/inference/fast_predict.py); false: every request takes the FastAPI route",
+        description="answer plain POST /predict bodies and plain gRPC ModelInfer calls on the "
+        "hot paths (service/inference/fast_predict.py, grpc_server.py's _plain_actions); false: "
+        "every request takes the FastAPI route, every call the general path",
     )
     ood_default: bool = Field(
         default=False,

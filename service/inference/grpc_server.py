@@ -24,10 +24,10 @@ the record is made on the event loop's next turn, once the answer is on its way,
 nothing to the call's latency.
 
 The commonest call, greedy actions for one raw FP32 `observations` input of a few rows, is
-answered directly (`_plain_actions`): one check of the observations, the policy graph run at
-once (micro-batching measured no gain over gRPC), and no detour through the general decoding.
-Any other call, or one whose observations are refused, takes the general path, which answers
-it with the REST API's errors.
+answered directly (`_plain_actions`, with BEAR_FAST_PREDICT, the default): one check of the
+observations, the policy graph run at once (micro-batching measured no gain over gRPC), and no
+detour through the general decoding. Any other call, or one whose observations are refused,
+takes the general path, which answers it with the REST API's errors.
 
 Several processes may serve one port: gRPC listens with SO_REUSEPORT (its default on Linux), so
 the kernel spreads connections over uvicorn's workers.
@@ -133,7 +133,7 @@ class InferenceService:
     ) -> None:
         self._models = models
         self._max_batch = settings.max_batch
-        self._plain_rows = min(FAST_ROWS, settings.max_batch)
+        self._plain_rows = min(FAST_ROWS, settings.max_batch) if settings.fast_predict else 0
         self._ood_default = settings.ood_default
         self._keys = settings.api_keys if settings.require_key_for_inference else None
         self._metrics = metrics
@@ -195,7 +195,7 @@ class InferenceService:
         served = call.served = await find_model(
             self._models, request.model_name, request.model_version or None
         )
-        plain = self._plain_actions(request, served)
+        plain = self._plain_actions(request, served) if self._plain_rows else None
         if plain is not None:
             return plain
         tensors = request.inputs
