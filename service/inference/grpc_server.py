@@ -202,7 +202,7 @@ class InferenceService:
         wanted = oip_infer.check_names(
             [tensor.name for tensor in tensors],
             [output.name for output in request.outputs],
-            self._ood_default and served.bundle.ood is not None,
+            served.wants_ood(None, self._ood_default),
         )
         raw = request.raw_input_contents
         if raw and len(raw) != len(tensors):

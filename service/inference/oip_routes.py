@@ -72,7 +72,7 @@ async def _infer(
     wanted = oip_infer.check_names(
         [tensor.name for tensor in body.inputs],
         [o.name for o in body.outputs or []],
-        settings.ood_default and served.bundle.ood is not None,
+        served.wants_ood(None, settings.ood_default),
     )
     raw = split_tail(
         {
