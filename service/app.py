@@ -28,6 +28,7 @@ from service import __version__
 from service.core import health_routes, prometheus
 from service.core.access_log import AccessLog
 from service.core.body_limit import BodyLimit, IdleWatch
+from service.core.busy_poll import BusyPoll
 from service.core.error_handlers import add_error_handlers
 from service.core.json_logs import get_logger
 from service.core.middleware import RequestContext, RequestLog
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logger = get_logger(settings.log_level)
     access_log = AccessLog(logger)
     app_metrics = Metrics()
+    busy_poll = BusyPoll(settings.busy_poll_us / 1e6)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
@@ -102,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         grpc_server = (
             await start_grpc_server(
-                registry, settings, app_metrics, logger, access_log, settings.grpc_port
+                registry, settings, app_metrics, logger, access_log, busy_poll, settings.grpc_port
             )
             if settings.grpc_port is not None
             else None
@@ -125,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await anyio.to_thread.run_sync(dispatcher.stop)
             access_log.flush()
 
-    requests = RequestLog(app_metrics, access_log)
+    requests = RequestLog(app_metrics, access_log, busy_poll)
     idle = IdleWatch(settings.body_idle_timeout_s)
     hot_path = partial(FastPredict, requests=requests, idle=idle) if settings.fast_predict else None
     app = ServiceApp(

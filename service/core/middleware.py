@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.access_log import AccessLog
+from service.core.busy_poll import BusyPoll
 from service.core.prometheus import Metrics
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -25,9 +26,10 @@ CLIENT_CLOSED = 499
 class RequestLog:
     """What every answered HTTP request leaves: its metrics and its access log line."""
 
-    def __init__(self, metrics: Metrics, access_log: AccessLog) -> None:
+    def __init__(self, metrics: Metrics, access_log: AccessLog, busy_poll: BusyPoll) -> None:
         self._metrics = metrics
         self._access_log = access_log
+        self._busy_poll = busy_poll
         # each label set's series, looked up once (prometheus' own lookup costs microseconds)
         self._counters: dict[tuple[str, str, int], Counter] = {}
         self._timers: dict[str, Histogram] = {}
@@ -65,6 +67,7 @@ class RequestLog:
                 "version": version,
             },
         )
+        self._busy_poll.kick()
 
 
 class RequestContext:

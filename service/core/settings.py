@@ -61,6 +61,14 @@ class Settings(BaseSettings):
         "hot paths (service/inference/fast_predict.py, grpc_server.py's _plain_actions); false: "
         "every request takes the FastAPI route, every call the general path",
     )
+    busy_poll_us: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="after each answered request, keep the worker's event loop polling instead of "
+        "sleeping for this many microseconds (service/core/busy_poll.py): a control loop's next "
+        "call then runs warm, for up to a core per worker while calls keep coming; 0: off",
+    )
     ood_default: bool = Field(
         default=False,
         description="return the out-of-distribution flag (ood, ood_score) on every inference "

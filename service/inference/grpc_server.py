@@ -51,6 +51,7 @@ from google.protobuf.message import Message
 from prometheus_client import Counter
 
 from service.core.access_log import AccessLog
+from service.core.busy_poll import BusyPoll
 from service.core.http_errors import InvalidBundle, InvalidInput, NotFound, ServiceError
 from service.core.prometheus import Metrics
 from service.core.security import key_problem
@@ -130,6 +131,7 @@ class InferenceService:
         metrics: Metrics,
         logger: logging.Logger,
         access_log: AccessLog,
+        busy_poll: BusyPoll,
     ) -> None:
         self._models = models
         self._max_batch = settings.max_batch
@@ -139,6 +141,7 @@ class InferenceService:
         self._metrics = metrics
         self._log = logger
         self._access_log = access_log
+        self._busy_poll = busy_poll
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """Each method's handler, by its name in the service."""
@@ -275,6 +278,7 @@ class InferenceService:
         counters: dict[grpc.StatusCode, Counter] = {}  # each status's series, looked up once
         log = self._log
         access_log = self._access_log
+        busy_poll = self._busy_poll
 
         def record(code: grpc.StatusCode, elapsed: float, served: ServedModel | None) -> None:
             counter = counters.get(code)
@@ -294,6 +298,7 @@ class InferenceService:
                     "version": served and served.version,
                 },
             )
+            busy_poll.kick()
 
         async def handle(request: Req, context: Context) -> Resp:
             start = time.perf_counter()
@@ -372,11 +377,13 @@ async def start_grpc_server(
     metrics: Metrics,
     logger: logging.Logger,
     access_log: AccessLog,
+    busy_poll: BusyPoll,
     port: int,
 ) -> grpc.aio.Server:
     """The gRPC service listening on `settings.host`:`port`, started."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", settings.max_body_bytes)])
-    handlers = InferenceService(models, settings, metrics, logger, access_log).handlers()
+    service = InferenceService(models, settings, metrics, logger, access_log, busy_poll)
+    handlers = service.handlers()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from service.core.access_log import AccessLog
+from service.core.busy_poll import BusyPoll
 from service.core.prometheus import Metrics
 from service.core.settings import Settings
 from service.inference.grpc_server import InferenceService, _Call
@@ -55,7 +56,7 @@ def _service(bundle: Bundle, **settings: Any) -> tuple[InferenceService, ServedM
     served = ServedModel(MODEL, "1", bundle.runtime, Execution(batching=True), metrics)
     logger = logging.getLogger("test.grpc.plain")
     service = InferenceService(
-        Models(served), Settings(**settings), metrics, logger, AccessLog(logger)
+        Models(served), Settings(**settings), metrics, logger, AccessLog(logger), BusyPoll(0)
     )
     return service, served
 
