@@ -17,9 +17,12 @@ Measured in one run:
   `tritonclient.grpc` over gRPC and `http.client` (one keep-alive connection) over HTTP, to
   `predict` and to `constant` (p50/p99), with the service's own time per call from its
   Prometheus metrics (`bear_request_duration_seconds` sum over count for the route, from
-  `GET /metrics` before and after the client's calls);
+  `GET /metrics` before and after the client's calls) and the CPU seconds the server used
+  meanwhile; each pair runs twice, with BEAR_BUSY_POLL_US off (the default) and at 2000 µs on
+  both servers (the floors busy poll with the service's own `BusyPoll`);
 - the bars: over HTTP, `predict` requests/s over `constant` requests/s at 64 clients and 2
-  workers; over gRPC, the sequential tritonclient p50 of `predict` over that of `constant`.
+  workers; over gRPC, the sequential tritonclient p50 of `predict` over that of `constant`,
+  busy polling off (the ratios with it on are printed beside them).
 
 The load generators run in their own processes and are C: `wrk` (HTTP/1.1; `apt-get install
 wrk`) and `h2load` (HTTP/2, here with gRPC's framing and headers; `apt-get install
@@ -65,6 +68,9 @@ CONCURRENCY = (1, 8, 64)
 WORKERS = (1, 2)
 BAR = {"clients": 64, "workers": 2, "min_ratio": 0.7}
 GRPC_BAR = {"max_ratio": 1.3}  # sequential tritonclient p50: predict over constant
+# The sequential calls run with BEAR_BUSY_POLL_US off (the default, which the bars use) and on,
+# on both servers: a window longer than the Python client's time between two calls.
+BUSY_POLL_US = (0, 2000)
 WARMUP_CALLS = 300
 GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 sys.path.insert(0, str(REPO_ROOT))
@@ -74,16 +80,25 @@ CONSTANT_BODY = b'{"actions":[[0.123456789]],"model":"pendulum","version":"1"}'
 
 
 def constant_app() -> Any:
-    """The floor: a FastAPI app whose POST /predict returns constant bytes (uvicorn factory)."""
+    """The floor: a FastAPI app whose POST /predict returns constant bytes (uvicorn factory),
+    busy polling after each answer as the service does with the same BEAR_BUSY_POLL_US."""
     from fastapi import FastAPI, Response
 
+    from service.core.busy_poll import BusyPoll
+
     app = FastAPI()
+    busy_poll = BusyPoll(int(os.environ.get("BEAR_BUSY_POLL_US", "0")) / 1e6)
 
     @app.post("/predict")
     async def predict() -> Response:
         return Response(CONSTANT_BODY, media_type="application/json")
 
-    return app
+    async def polled(scope: Any, receive: Any, send: Any) -> None:
+        await app(scope, receive, send)
+        if scope["type"] == "http":
+            busy_poll.kick()
+
+    return polled
 
 
 # --- load (one function per transport) -----------------------------------------------------------
@@ -219,8 +234,23 @@ def listening(port: int, sockets: int) -> Callable[[], bool]:
     return ready
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` and its living descendants."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            tasks = Path(f"/proc/{current}/task").iterdir()
+            pending += [int(c) for t in tasks for c in (t / "children").read_text().split()]
+        except OSError:  # it exited meanwhile
+            continue
+        total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 @contextmanager
-def running(spec: Server, timeout: float = 90.0) -> Iterator[Server]:
+def running(spec: Server, timeout: float = 90.0) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
         spec.command, cwd=REPO_ROOT, env={**os.environ, **spec.env},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -233,16 +263,20 @@ def running(spec: Server, timeout: float = 90.0) -> Iterator[Server]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{spec.command[:4]} did not become ready")
             time.sleep(0.1)
-        yield spec
+        yield process
     finally:
         process.terminate()
         process.wait(timeout=60)
 
 
-def service(store: Path, workers: int, batching: bool, grpc: bool) -> Server:
+def service(store: Path, workers: int, batching: bool, busy_poll_us: int, grpc: bool) -> Server:
     """`python -m service` over `store`; loads go to its gRPC port when `grpc`, else HTTP."""
     port, grpc_port = free_port(), free_port()
-    env = {"BEAR_BATCHING": str(batching).lower(), "BEAR_GRPC_PORT": str(grpc_port) if grpc else ""}
+    env = {
+        "BEAR_BATCHING": str(batching).lower(),
+        "BEAR_BUSY_POLL_US": str(busy_poll_us),
+        "BEAR_GRPC_PORT": str(grpc_port) if grpc else "",
+    }
     command = [sys.executable, "-m", "service", "serve", "--no-demo", "--store", str(store),
                "--port", str(port), "--workers", str(workers)]  # fmt: skip
     http = http_ready(port, "/v2/health/ready")
@@ -252,27 +286,27 @@ def service(store: Path, workers: int, batching: bool, grpc: bool) -> Server:
     return Server(command, env, grpc_port, lambda: http() and every(), metrics_port=port)
 
 
-def http_servers(store: Path, workers: int, batching: bool) -> dict[str, Server]:
+def http_servers(store: Path, workers: int, batching: bool, busy_poll_us: int) -> dict[str, Server]:
     """The service and the constant app under `python -m service`'s uvicorn settings."""
     port = free_port()
     code = (
         "import uvicorn; uvicorn.run('serve_latency:constant_app', factory=True, "
         f"host='{HOST}', port={port}, workers={workers}, access_log=False, log_level='info')"
     )
-    env = {"PYTHONPATH": str(Path(__file__).parent)}
+    env = {"PYTHONPATH": str(Path(__file__).parent), "BEAR_BUSY_POLL_US": str(busy_poll_us)}
     return {
-        "predict": service(store, workers, batching, grpc=False),
+        "predict": service(store, workers, batching, busy_poll_us, grpc=False),
         "constant": Server([sys.executable, "-c", code], env, port, http_ready(port, "/docs")),
     }
 
 
-def grpc_servers(store: Path, workers: int, batching: bool) -> dict[str, Server]:
+def grpc_servers(store: Path, workers: int, batching: bool, busy_poll_us: int) -> dict[str, Server]:
     """The service's gRPC port and the constant ModelInfer, each with `workers` processes."""
     port = free_port()
     command = [sys.executable, str(PEERS), "grpc-floor", "--port", str(port),
-               "--workers", str(workers)]  # fmt: skip
+               "--workers", str(workers), "--busy-poll-us", str(busy_poll_us)]  # fmt: skip
     return {
-        "predict": service(store, workers, batching, grpc=True),
+        "predict": service(store, workers, batching, busy_poll_us, grpc=True),
         "constant": Server(command, {}, port, listening(port, workers)),
     }
 
@@ -301,7 +335,8 @@ Load = Callable[[int, bytes, int, int, Path], dict[str, Any]]
 
 @dataclass(frozen=True)
 class Transport:
-    servers: Callable[[Path, int, bool], dict[str, Server]]  # {"predict": ..., "constant": ...}
+    # (store, workers, batching, busy_poll_us) -> {"predict": ..., "constant": ...}
+    servers: Callable[[Path, int, bool, int], dict[str, Server]]
     body: Callable[[str, list[float]], bytes]  # one observation's request
     load: Load
     client: str  # the stock Python client of the sequential calls
@@ -376,11 +411,13 @@ def server_seconds(port: int, route: str) -> tuple[float, float]:
 
 
 def sequential(
-    transport: str, spec: Server, model: str, observation: list[float], calls: int
+    transport: str, spec: Server, pid: int, model: str, observation: list[float], calls: int
 ) -> dict[str, Any]:
-    """Sequential calls from the transport's stock Python client, in its own process."""
+    """Sequential calls from the transport's stock Python client, in its own process, and the
+    CPU seconds the server (process `pid` and its workers) used meanwhile."""
     route, port = TRANSPORTS[transport].route, spec.metrics_port
     start = server_seconds(port, route) if port else (0.0, 0.0)
+    cpu = tree_cpu(pid)
     done = subprocess.run(
         [sys.executable, str(PEERS), "sequential", transport, "--port", str(spec.port),
          "--model", model, "--observation", json.dumps(observation), "--calls", str(calls),
@@ -388,6 +425,7 @@ def sequential(
         cwd=REPO_ROOT, check=True, capture_output=True, text=True,
     )  # fmt: skip
     figures: dict[str, Any] = json.loads(done.stdout)
+    figures["server_cpu_s"] = tree_cpu(pid) - cpu
     if port:
         total, count = server_seconds(port, route)
         figures["server_ms"] = (total - start[0]) / (count - start[1]) * 1000
@@ -406,10 +444,9 @@ def loads(
         body = transport.body(model, observation)
         for workers in WORKERS:
             with ExitStack() as stack:
-                servers = {
-                    target: stack.enter_context(running(spec))
-                    for target, spec in transport.servers(store, workers, args.batching).items()
-                }
+                servers = transport.servers(store, workers, args.batching, 0)
+                for spec in servers.values():
+                    stack.enter_context(running(spec))
                 runs: dict[str, dict[int, list[dict[str, Any]]]] = {t: {} for t in servers}
                 for _ in range(args.rounds):
                     for clients in CONCURRENCY:
@@ -426,18 +463,24 @@ def loads(
 def sequential_calls(
     args: argparse.Namespace, store: Path, model: str, observation: list[float]
 ) -> dict[str, Any]:
-    """{transport: {target: median figures}} of sequential calls to 1 worker. Each server runs
-    alone while it is timed (an idle second server still wakes the CPUs), `predict` and
-    `constant` taking turns in every round."""
+    """{transport: {busy_poll_us: {target: median figures}}} of sequential calls to 1 worker.
+    Each server runs alone while it is timed (an idle second server still wakes the CPUs),
+    `predict` and `constant` taking turns in every round."""
     calls: dict[str, Any] = {}
     for name, transport in TRANSPORTS.items():
-        runs: dict[str, list[dict[str, Any]]] = {}
-        for _ in range(args.rounds):
-            for target, spec in transport.servers(store, 1, args.batching).items():
-                with running(spec):
-                    figures = sequential(name, spec, model, observation, args.calls)
-                runs.setdefault(target, []).append(figures)
-        calls[name] = {target: _median(rounds, rate=False) for target, rounds in runs.items()}
+        for busy_poll_us in BUSY_POLL_US:
+            runs: dict[str, list[dict[str, Any]]] = {}
+            for _ in range(args.rounds):
+                servers = transport.servers(store, 1, args.batching, busy_poll_us)
+                for target, spec in servers.items():
+                    with running(spec) as process:
+                        figures = sequential(
+                            name, spec, process.pid, model, observation, args.calls
+                        )
+                    runs.setdefault(target, []).append(figures)
+            calls.setdefault(name, {})[busy_poll_us] = {
+                target: _median(rounds, rate=False) for target, rounds in runs.items()
+            }
     return calls
 
 
@@ -460,39 +503,38 @@ def _round_ratios(predict: dict[str, Any], constant: dict[str, Any]) -> list[flo
     return [round(p / c, 3) for p, c in zip(predict["rounds"], constant["rounds"], strict=True)]
 
 
+def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table's lines."""
+    cells = [f"| {' | '.join(row)} |" for row in rows]
+    return [f"| {' | '.join(header)} |", "|" + "---|" * len(header), *cells]
+
+
 def table(results: dict[str, Any], calls: dict[str, Any], runtime: dict[str, float]) -> str:
-    lines = [
-        "| transport | workers | target | clients | req/s | obs/s | p50 ms | p99 ms | "
-        "client CPU s | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for transport, by_workers in results.items():
-        for workers, by_target in by_workers.items():
-            for target, by_clients in by_target.items():
-                for clients, f in by_clients.items():
-                    lines.append(
-                        f"| {transport} | {workers} | {target} | {clients} | "
-                        f"{f['requests_per_s']:.0f} | {f['observations_per_s']:.0f} | "
-                        f"{f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {f['client_cpu_s']:.2f} | "
-                        f"{f['errors']} |"
-                    )
-    lines.append(
-        f"| in-process | - | bundle.predict | 1 | - | - | {runtime['p50_ms']:.4f} | "
-        f"{runtime['p99_ms']:.4f} | - | - |"
-    )
-    lines += [
-        "",
-        "| transport | Python client (sequential, 1 worker) | target | p50 ms | p99 ms | "
-        "server-side mean ms | client CPU s |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for transport, by_target in calls.items():
-        for target, f in by_target.items():
-            server = f"{f['server_ms']:.3f}" if "server_ms" in f else "-"
-            lines.append(
-                f"| {transport} | {TRANSPORTS[transport].client} | {target} | "
-                f"{f['p50_ms']:.3f} | {f['p99_ms']:.3f} | {server} | {f['client_cpu_s']:.2f} |"
-            )
+    loads = [
+        [transport, str(workers), target, str(clients), f"{f['requests_per_s']:.0f}",
+         f"{f['observations_per_s']:.0f}", f"{f['p50_ms']:.3f}", f"{f['p99_ms']:.3f}",
+         f"{f['client_cpu_s']:.2f}", str(f["errors"])]
+        for transport, by_workers in results.items()
+        for workers, by_target in by_workers.items()
+        for target, by_clients in by_target.items()
+        for clients, f in by_clients.items()
+    ]  # fmt: skip
+    loads.append(["in-process", "-", "bundle.predict", "1", "-", "-", f"{runtime['p50_ms']:.4f}",
+                  f"{runtime['p99_ms']:.4f}", "-", "-"])  # fmt: skip
+    sequential = [
+        [transport, TRANSPORTS[transport].client, str(busy_poll_us), target, f"{f['p50_ms']:.3f}",
+         f"{f['p99_ms']:.3f}", f"{f['server_ms']:.3f}" if "server_ms" in f else "-",
+         f"{f['client_cpu_s']:.2f}", f"{f['server_cpu_s']:.2f}"]
+        for transport, by_busy_poll in calls.items()
+        for busy_poll_us, by_target in by_busy_poll.items()
+        for target, f in by_target.items()
+    ]  # fmt: skip
+    load_header = ["transport", "workers", "target", "clients", "req/s", "obs/s", "p50 ms",
+                   "p99 ms", "client CPU s", "errors"]  # fmt: skip
+    sequential_header = ["transport", "Python client (sequential, 1 worker)", "busy poll µs",
+                         "target", "p50 ms", "p99 ms", "server-side mean ms", "client CPU s",
+                         "server CPU s"]  # fmt: skip
+    lines = [*markdown(load_header, loads), "", *markdown(sequential_header, sequential)]
     return "\n".join(lines)
 
 
@@ -524,16 +566,29 @@ def main() -> None:
     }
     ratio = http["predict"]["requests_per_s"] / http["constant"]["requests_per_s"]
     ratios = _round_ratios(http["predict"], http["constant"])
-    grpc = calls["grpc"]
+    grpc = calls["grpc"][0]
     grpc_ratio = grpc["predict"]["p50_ms"] / grpc["constant"]["p50_ms"]
     grpc_ratios = _round_ratios(grpc["predict"], grpc["constant"])
+    polled = {
+        f"{transport}, busy poll {us} µs": (
+            round(by_target["predict"]["p50_ms"] / by_target["constant"]["p50_ms"], 3),
+            _round_ratios(by_target["predict"], by_target["constant"]),
+        )
+        for transport, by_busy_poll in calls.items()
+        for us, by_target in by_busy_poll.items()
+        if us
+    }
     print(table(results, calls, runtime), file=sys.stderr)
     print(
         f"bar: HTTP predict / constant requests/s at {BAR['clients']} clients, {BAR['workers']} "
         f"workers = {ratio:.2f} (needs >= {BAR['min_ratio']}; rounds {ratios})\n"
         f"bar: gRPC predict / constant tritonclient p50 = {grpc_ratio:.2f} "
         f"(needs <= {GRPC_BAR['max_ratio']}; rounds {grpc_ratios})\n"
-        f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after, "
+        + "".join(
+            f"sequential predict / constant p50, {mode}, on both: {r:.2f} (rounds {rs})\n"
+            for mode, (r, rs) in polled.items()
+        )
+        + f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after, "
         f"on {os.cpu_count()} CPUs",
         file=sys.stderr,
     )
@@ -559,6 +614,7 @@ def main() -> None:
                     "round_ratios": grpc_ratios,
                     "met": grpc_ratio <= GRPC_BAR["max_ratio"],
                 },
+                "busy_poll_p50_ratios": {mode: r for mode, (r, _) in polled.items()},
                 "load_average": {"before": load_before, "after": load_after},
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),

@@ -2,7 +2,7 @@
 process: `tritonclient.grpc`'s messages and the service's generated ones both define the protobuf
 package `inference`, so neither may be imported where the other is.
 
-    python benchmarks/serve_latency_peers.py grpc-floor --port P [--workers W]
+    python benchmarks/serve_latency_peers.py grpc-floor --port P [--workers W] [--busy-poll-us U]
     python benchmarks/serve_latency_peers.py sequential {grpc,http} --port P --model NAME \
         --observation '[...]' [--calls 3000] [--warmup 300]
 
@@ -10,7 +10,8 @@ package `inference`, so neither may be imported where the other is.
 answered with a fixed `ModelInferResponse` (tritonclient's own messages, the size of the
 service's answer for a Pendulum-sized model) by a grpc.aio server on uvloop, as the service runs
 its gRPC server on uvicorn's loop; `--workers` processes share the port (SO_REUSEPORT, as the
-service's workers do) until SIGTERM.
+service's workers do) until SIGTERM, busy polling after each answer as the service does with
+BEAR_BUSY_POLL_US=U (service/core/busy_poll.py).
 
 `sequential` makes `--calls` 1-observation calls one after another, after `--warmup` untimed
 ones, from a stock Python client: `grpc` is `tritonclient.grpc` (`ModelInfer`, output
@@ -27,11 +28,16 @@ import http.client
 import json
 import multiprocessing
 import signal
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the service's BusyPoll
+from service.core.busy_poll import BusyPoll
 
 HOST = "127.0.0.1"
 SERVICE = "inference.GRPCInferenceService"
@@ -40,7 +46,7 @@ SERVICE = "inference.GRPCInferenceService"
 # --- the floor -----------------------------------------------------------------------------------
 
 
-async def _serve_constant(port: int) -> None:
+async def _serve_constant(port: int, busy_poll_us: int) -> None:
     import grpc
     import grpc.aio
     from tritonclient.grpc import service_pb2 as pb
@@ -54,7 +60,10 @@ async def _serve_constant(port: int) -> None:
         raw_output_contents=[np.float32(0.123456789).tobytes()],
     )
 
+    busy_poll = BusyPoll(busy_poll_us / 1e6)
+
     async def model_infer(request: Any, context: Any) -> Any:
+        asyncio.get_running_loop().call_soon(busy_poll.kick)  # after the answer, as the service
         return answer
 
     handlers = {
@@ -76,20 +85,20 @@ async def _serve_constant(port: int) -> None:
     await server.stop(None)
 
 
-def _floor_worker(port: int) -> None:
+def _floor_worker(port: int, busy_poll_us: int) -> None:
     import uvloop
 
-    uvloop.run(_serve_constant(port))
+    uvloop.run(_serve_constant(port, busy_poll_us))
 
 
-def grpc_floor(port: int, workers: int) -> None:
+def grpc_floor(port: int, workers: int, busy_poll_us: int) -> None:
     """`workers` processes serving the constant ModelInfer on `port` until SIGTERM or SIGINT."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on SIGINT
     spawn = multiprocessing.get_context("spawn")
     started = []
     try:
         for _ in range(workers):
-            process = spawn.Process(target=_floor_worker, args=(port,))
+            process = spawn.Process(target=_floor_worker, args=(port, busy_poll_us))
             process.start()
             started.append(process)
         for process in started:
@@ -164,6 +173,7 @@ def main() -> None:
     floor = commands.add_parser("grpc-floor")
     floor.add_argument("--port", type=int, required=True)
     floor.add_argument("--workers", type=int, default=1)
+    floor.add_argument("--busy-poll-us", type=int, default=0)
     client = commands.add_parser("sequential")
     client.add_argument("transport", choices=sorted(CALLERS))
     client.add_argument("--port", type=int, required=True)
@@ -173,7 +183,7 @@ def main() -> None:
     client.add_argument("--warmup", type=int, default=300)
     args = parser.parse_args()
     if args.command == "grpc-floor":
-        grpc_floor(args.port, args.workers)
+        grpc_floor(args.port, args.workers, args.busy_poll_us)
     else:
         call = CALLERS[args.transport](args.port, args.model, args.observation)
         print(json.dumps(sequential(call, args.calls, args.warmup)))
