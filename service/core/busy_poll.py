@@ -2,11 +2,11 @@
 letting it sleep until the next one arrives (BEAR_BUSY_POLL_US, off by default).
 
 A control loop calls again within a millisecond or so. A worker whose loop sleeps in between
-wakes for that call on a cold core: the wake-up, and the first run of the model's and the
-transport's native code after it, cost more than the model's forward pass. Polling the sockets
-without blocking until the window ends keeps the process running, so the next call is read as
-soon as it lands and runs warm. The price is CPU: up to one core per worker for as long as calls
-keep coming within the window, and one window's worth after the last of them.
+has to be woken for that call, and the wake-up (on a virtual machine, through the hypervisor)
+costs more than the model's forward pass. Polling the sockets without blocking until the window
+ends keeps the process running, so the next call is read as soon as it lands. The price is CPU:
+up to one core per worker for as long as calls keep coming within the window, and one window's
+worth after the last of them.
 
 The loop is kept turning by a callback that reschedules itself with `call_soon` until the
 window has passed: while a callback is ready, the loop polls its sockets with a zero timeout,

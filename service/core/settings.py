@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="after each answered request, keep the worker's event loop polling instead of "
         "sleeping for this many microseconds (service/core/busy_poll.py): a control loop's next "
-        "call then runs warm, for up to a core per worker while calls keep coming; 0: off",
+        "call is then read at once, for up to a core per worker while calls keep coming; 0: off",
     )
     ood_default: bool = Field(
         default=False,
