@@ -36,6 +36,7 @@ the kernel spreads connections over uvicorn's workers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -79,7 +80,7 @@ CONTENTS = {
 }
 
 Req = TypeVar("Req", bound=Message)
-Resp = TypeVar("Resp", bound=Message)
+Resp = TypeVar("Resp", bound=Message | bytes)  # bytes: an answer already serialized
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -145,7 +146,7 @@ class InferenceService:
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """Each method's handler, by its name in the service."""
-        methods: dict[str, Callable[[Any, Context, _Call], Awaitable[Message]]] = {
+        methods: dict[str, Callable[[Any, Context, _Call], Awaitable[Message | bytes]]] = {
             "ServerLive": self._server_live,
             "ServerReady": self._server_ready,
             "ModelReady": self._model_ready,
@@ -154,9 +155,7 @@ class InferenceService:
             "ModelInfer": self._model_infer,
         }
         return {
-            name: self._handler(
-                name, run, getattr(pb, f"{name}Request"), getattr(pb, f"{name}Response")
-            )
+            name: self._handler(name, run, getattr(pb, f"{name}Request"))
             for name, run in methods.items()
         }
 
@@ -192,7 +191,7 @@ class InferenceService:
 
     async def _model_infer(
         self, request: pb.ModelInferRequest, context: Context, call: _Call
-    ) -> pb.ModelInferResponse:
+    ) -> pb.ModelInferResponse | bytes:
         if self._keys is not None:
             self._authenticate(context, self._keys)
         served = call.served = await find_model(
@@ -221,13 +220,16 @@ class InferenceService:
         results = await oip_infer.infer(served, inputs, wanted, seed, self._max_batch)
         return _response(request, served, results)
 
-    def _plain_actions(
-        self, request: pb.ModelInferRequest, served: ServedModel
-    ) -> pb.ModelInferResponse | None:
+    def _plain_actions(self, request: pb.ModelInferRequest, served: ServedModel) -> bytes | None:
         """The answer to a plain call, computed directly: one `observations` input of float32
         rows as raw contents, at most `_plain_rows` of them, that asks for `actions` (or for
         nothing, where that means `actions` alone). None for any other call, and for
-        observations the bundle refuses (not finite): the general path answers those."""
+        observations the bundle refuses (not finite): the general path answers those.
+
+        The answer comes serialized, as the answer the general path builds would be: the
+        cached head of every answer of this model version and shape (`_actions_head`), then a
+        message with the call's id and actions. Protobuf reads two messages written one after
+        the other as one message holding the fields of both."""
         tensors, raw, outputs = request.inputs, request.raw_input_contents, request.outputs
         if len(tensors) != 1 or len(raw) != 1 or len(outputs) > 1:
             return None
@@ -253,7 +255,10 @@ class InferenceService:
             actions = served.predict_now(np.frombuffer(raw[0], "<f4").reshape(shape))
         except ValueError:
             return None
-        return _response(request, served, {"actions": actions})
+        tail = pb.ModelInferResponse(
+            id=request.id, raw_output_contents=[oip_infer.output_bytes(actions)]
+        )
+        return _actions_head(served.name, served.version, actions.shape) + tail.SerializeToString()
 
     @staticmethod
     def _authenticate(context: Context, keys: list[str]) -> None:
@@ -270,7 +275,6 @@ class InferenceService:
         method: str,
         run: Callable[[Req, Context, _Call], Awaitable[Resp]],
         request_type: type[Req],
-        response_type: type[Resp],
     ) -> grpc.RpcMethodHandler[Req, Resp]:
         route = f"/{SERVICE}/{method}"
         latency = self._metrics.latency.labels(route)
@@ -323,8 +327,23 @@ class InferenceService:
         return grpc.unary_unary_rpc_method_handler(
             handle,
             request_deserializer=request_type.FromString,
-            response_serializer=response_type.SerializeToString,
+            response_serializer=_serialized,
         )
+
+
+def _serialized(response: Message | bytes) -> bytes:
+    """A method's answer on the wire (the plain path's answers come serialized already)."""
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
+@functools.lru_cache(maxsize=1024)
+def _actions_head(model: str, version: str, shape: tuple[int, ...]) -> bytes:
+    """The start of every plain answer of `model` `version` with actions of `shape`,
+    serialized: the names and the `actions` output's description."""
+    output = pb.ModelInferResponse.InferOutputTensor(name="actions", datatype="FP32", shape=shape)
+    return pb.ModelInferResponse(
+        model_name=model, model_version=version, outputs=[output]
+    ).SerializeToString()
 
 
 def _response(

@@ -120,17 +120,25 @@ NOT_PLAIN: dict[str, Callable[[], pb.ModelInferRequest]] = {
 }
 
 
-def test_plain_calls_get_the_runtime_actions(bundles: list[Bundle]) -> None:
+def test_plain_answers_equal_the_general_paths(bundles: list[Bundle]) -> None:
+    """The direct path's answer, serialized as it is sent, reads as the very message the
+    general path answers the same call with: the runtime's actions."""
     service, served = _service(bundles[0])
-    for request in (plain(), _with_output("actions")):
-        answer = service._plain_actions(request, served)
-        assert answer is not None
+    general, _ = _service(bundles[0], fast_predict=False)
+    for request in (plain(), _with_output("actions"), plain(OBS[:1]), plain(OBS[:2])):
+        request.id = f"call-{len(request.raw_input_contents[0])}"
+        wire = service._plain_actions(request, served)
+        assert isinstance(wire, bytes)
+        answer = pb.ModelInferResponse.FromString(wire)
+        expected = asyncio.run(general._model_infer(request, None, _Call()))  # type: ignore[arg-type]
+        assert answer == expected
         assert (answer.model_name, answer.model_version, answer.id) == (MODEL, "1", request.id)
+        rows = request.inputs[0].shape[0]
         assert [(o.name, o.datatype, list(o.shape)) for o in answer.outputs] == [
-            ("actions", "FP32", [3, bundles[0].runtime.action_size])
+            ("actions", "FP32", [rows, bundles[0].runtime.action_size])
         ]
-        got = np.frombuffer(answer.raw_output_contents[0], "<f4").reshape(3, -1)
-        np.testing.assert_array_equal(got, bundles[0].runtime.predict(OBS))
+        got = np.frombuffer(answer.raw_output_contents[0], "<f4").reshape(rows, -1)
+        np.testing.assert_array_equal(got, bundles[0].runtime.predict(OBS[:rows]))
 
 
 @pytest.mark.parametrize("case", list(NOT_PLAIN))
